@@ -26,7 +26,11 @@ class GaussianMixture:
     weights: Tensor  # [K] mixture weights π_k (sum to 1)
 
     def __post_init__(self):
-        if self.means.ndim != 2 or self.stds.shape != self.means.shape[:1] or self.weights.shape != self.stds.shape:
+        if (
+            self.means.ndim != 2
+            or self.stds.shape != self.means.shape[:1]
+            or self.weights.shape != self.stds.shape
+        ):
             raise ValueError("expected means [K, D], stds [K] and weights [K]")
 
     @classmethod

@@ -171,7 +171,9 @@ def randn_like(x: Tensor, generator: Generators) -> Tensor:
     if isinstance(generator, torch.Generator):
         return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
     if len(generator) != x.shape[0]:
-        raise ValueError(f"got {len(generator)} generators for a batch of {x.shape[0]}; expected one per image")
+        raise ValueError(
+            f"got {len(generator)} generators for a batch of {x.shape[0]}; expected one per image"
+        )
     return torch.stack(
         [torch.randn(x.shape[1:], generator=g, device=g.device, dtype=x.dtype) for g in generator]
     ).to(x.device)
@@ -208,11 +210,13 @@ class BrownianNoise:
         self.t0, self.t1 = float(sigma_min), float(sigma_max)
         self.shape, self.dtype, self.device = x.shape, x.dtype, x.device
         seeds = _seeds_of(generator, x.shape[0])
-        per_image = len(seeds) > 1 or not isinstance(generator, torch.Generator) and generator is not None
+        per_image = generator is not None and not isinstance(generator, torch.Generator)
         w0 = torch.zeros(x.shape[1:] if per_image else x.shape, dtype=torch.float64)
         self.per_image = per_image
+        # the tree spans a hair more than [σ_min, σ_max] so that float rounding at the ends stays inside it
+        span = (self.t0 * (1 - 1e-6), self.t1 * (1 + 1e-6))
         self.trees = [
-            torchsde.BrownianTree(self.t0, w0, self.t1, entropy=seed % 2**63, tol=1e-6) for seed in seeds
+            torchsde.BrownianTree(span[0], w0, span[1], entropy=seed % 2**63, tol=1e-6) for seed in seeds
         ]
 
     def __call__(self, sigma: float, sigma_next: float) -> Tensor:
