@@ -250,7 +250,7 @@ def test_demo_writes_a_png_and_prints_the_summary(tmp_path, capsys):
     [
         (["dog zebra"], "unknown word 'zebra'; known: dog, cat"),
         (["dog", "--negative", "unicorn", "--cfg", "3"], "unknown word 'unicorn'"),
-        (["dog", "--sampler", "Eulr"], "unknown sampler 'Eulr'; expected one of: Euler"),
+        (["dog", "--sampler", "Eulr"], "unknown sampler 'Eulr'; expected one of: DPM++ 2M"),
         (["dog", "--schedule", "Karass"], "unknown schedule 'Karass'; expected one of: Automatic"),
     ],
 )

@@ -21,6 +21,11 @@ def _cat(a: Any, b: Any) -> Any:
     return torch.cat([a, b]) if isinstance(a, Tensor) else a
 
 
+def _batchable(cond: Mapping[str, Any], uncond: Mapping[str, Any]) -> bool:
+    """Cond and uncond can share one call when their tensors agree in every dimension but the batch."""
+    return all(not isinstance(cond[k], Tensor) or cond[k].shape[1:] == uncond[k].shape[1:] for k in cond)
+
+
 def _expand(x: Tensor, sigma: Tensor) -> Tensor:
     return sigma.reshape(-1, *[1] * (x.ndim - 1))
 
@@ -57,7 +62,9 @@ class CFGDenoiser:
         on_event: EventHandler | None = None,
     ):
         if uncond is not None and set(uncond) != set(cond):
-            raise ValueError(f"cond and uncond must have the same keys, got {sorted(cond)} and {sorted(uncond)}")
+            raise ValueError(
+                f"cond and uncond must have the same keys, got {sorted(cond)} and {sorted(uncond)}"
+            )
         if not 0.0 <= rescale <= 1.0:
             raise ValueError(f"CFG rescale φ must be in [0, 1], got {rescale}")
         self.denoiser, self.cond, self.uncond = denoiser, dict(cond), None if uncond is None else dict(uncond)
@@ -82,9 +89,13 @@ class CFGDenoiser:
         return self._guide(x, sigma, self.scale)[0]
 
     def _guide(self, x: Tensor, sigma: Tensor, scale: float) -> tuple[Tensor, Tensor]:
-        batched = {k: _cat(self.cond[k], self.uncond[k]) for k in self.cond}
-        both = self.denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), **batched)
-        cond_d, uncond_d = both.chunk(2)
+        if _batchable(self.cond, self.uncond):
+            batched = {k: _cat(self.cond[k], self.uncond[k]) for k in self.cond}
+            both = self.denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), **batched)
+            cond_d, uncond_d = both.chunk(2)
+        else:  # e.g. prompts of different chunk counts (A1111 then makes two calls too)
+            cond_d = self.denoiser(x, sigma, **self.cond)
+            uncond_d = self.denoiser(x, sigma, **self.uncond)
         guided = uncond_d + scale * (cond_d - uncond_d)
         if self.rescale > 0:
             guided = rescale_guidance(x, sigma, guided, cond_d, self.rescale)

@@ -213,8 +213,8 @@ class BrownianNoise:
         per_image = generator is not None and not isinstance(generator, torch.Generator)
         w0 = torch.zeros(x.shape[1:] if per_image else x.shape, dtype=torch.float64)
         self.per_image = per_image
-        # the tree spans a hair more than [σ_min, σ_max] so that float rounding at the ends stays inside it
-        span = (self.t0 * (1 - 1e-6), self.t1 * (1 + 1e-6))
+        # the tree spans a little more than [σ_min, σ_max]: torchsde rounds its ends, queries must stay inside
+        span = (self.t0 * (1 - 1e-4), self.t1 * (1 + 1e-4))
         self.trees = [
             torchsde.BrownianTree(span[0], w0, span[1], entropy=seed % 2**63, tol=1e-6) for seed in seeds
         ]
