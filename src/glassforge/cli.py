@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 
@@ -80,17 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="also show aliases and formula")
     p.set_defaults(func=_list_schedules)
 
-    from . import pngfile
+    from . import generate_cli, pngfile
     from .toy import demo
 
+    generate_cli.add_parsers(sub)
     demo.add_parser(sub)
     pngfile.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Bad input (a wrong name, value or file) is one line on stderr and exit code 2;
+    set GLASSFORGE_DEBUG=1 for the full traceback."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, LookupError, OSError) as err:
+        if os.environ.get("GLASSFORGE_DEBUG"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"glassforge {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

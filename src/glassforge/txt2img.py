@@ -1,0 +1,192 @@
+"""Text to image with A1111's semantics, end to end.
+
+prompt → tokens → text encoder → Conditioning (cond, uncond)
+seed → per-image CPU generators → ε × σ_0 → x_T
+UNet → ε/v adapter → D(x, σ) → CFG on denoised → sampler over the σ schedule → x_0
+x_0 / scale factor → VAE decode → clamp((x + 1)/2) → uint8 (truncated, as A1111) → PNG with infotext
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from .infotext import GenerationParams, a1111_schedule_label
+from .models.text_encoding import Conditioning, encode_prompt
+from .models.unet import UNetNetwork, sdxl_time_ids
+from .models.vae import decode, encode, to_pil, vae_factor
+from .prompts import parse_prompt
+from .sampling.denoisers import PredictionDenoiser
+from .sampling.events import EventHandler
+from .sampling.guidance import CFGDenoiser
+from .sampling.names import resolve_sampler
+from .sampling.noise import resolve_seed
+from .sampling.run import sample
+from .sampling.schedules import SCHEDULES
+
+
+class GenerationError(ValueError):
+    """Parameters that cannot be generated; the message says what is expected."""
+
+
+@dataclass
+class Txt2ImgParams:
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = -1
+    sampler: str = "DPM++ 2M"
+    schedule: str = "Automatic"
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int | None = None  # None → the family's default size
+    height: int | None = None
+    batch_size: int = 1
+    batch_count: int = 1
+    clip_skip: int = 1
+    subseed: int = 0
+    subseed_strength: float = 0.0
+    eta_noise_seed_delta: int = 0
+    sampler_options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Txt2ImgResult:
+    images: list[Image.Image]
+    infotexts: list[str]
+    seeds: list[int]
+    latents: Tensor
+    params: Txt2ImgParams  # with the seed and size resolved
+
+
+def validate(params: Txt2ImgParams, default_size: int) -> Txt2ImgParams:
+    width, height = params.width or default_size, params.height or default_size
+    problems = []
+    for name, value in (("width", width), ("height", height)):
+        if value < 8 or value % 8:
+            problems.append(f"{name} {value} must be a positive multiple of 8")
+    if params.steps < 1:
+        problems.append(f"steps {params.steps} must be at least 1")
+    if params.batch_size < 1 or params.batch_count < 1:
+        problems.append("batch size and batch count must be at least 1")
+    if params.clip_skip < 1:
+        problems.append(f"clip skip {params.clip_skip} must be at least 1")
+    if problems:
+        raise GenerationError("; ".join(problems))
+    resolve_sampler(params.sampler)  # raises UnknownNameError naming the samplers
+    SCHEDULES[params.schedule]  # likewise
+    return replace(params, width=width, height=height, seed=resolve_seed(params.seed))
+
+
+def _single_text(prompt: str, steps: int, negative: bool) -> str:
+    parsed = parse_prompt(prompt, steps, negative=negative)
+    if len(parsed.subprompts) > 1:
+        raise GenerationError(
+            "composable prompts ('AND') are not supported yet; remove 'AND' from the prompt"
+        )
+    (schedule,) = parsed.schedules
+    if len(schedule) > 1:
+        raise GenerationError("prompt editing ('[from:to:when]', '[a|b]') is not supported yet")
+    return schedule[0].text
+
+
+def _inpainting_concat(model, height: int, width: int) -> Tensor:
+    """What A1111 feeds an inpainting UNet in txt2img: a mask of ones and the latent of an all-grey
+    (fully masked) image. A1111 samples that latent; the posterior mean is used here (deterministic)."""
+    grey = torch.zeros(1, 3, height, width)  # 0.5 in [0, 1] is 0 in the VAE's [−1, 1]
+    latent = encode(model.vae, grey.to(next(model.vae.parameters()).device), model.vae_scale_factor)
+    return torch.cat([torch.ones_like(latent[:, :1]), latent], dim=1)
+
+
+def _cond_dict(c: Conditioning, batch: int, time_ids: Tensor | None, concat: Tensor | None) -> dict:
+    d = {"context": c.context.expand(batch, -1, -1)}
+    if concat is not None:
+        d["concat"] = concat.expand(batch, -1, -1, -1)
+    if c.pooled is not None:
+        d["pooled"] = c.pooled.expand(batch, -1)
+        d["time_ids"] = time_ids.expand(batch, -1)
+    return d
+
+
+@torch.no_grad()
+def txt2img(
+    model,
+    params: Txt2ImgParams,
+    *,
+    model_name: str | None = None,
+    model_hash: str | None = None,
+    on_event: EventHandler | None = None,
+    on_image: Callable[[int, Image.Image, str], None] | None = None,
+) -> Txt2ImgResult:
+    """Generate ``batch_count`` × ``batch_size`` images with ``model`` (a LoadedModel)."""
+    p = validate(params, model.family_info.default_size)
+    cond = encode_prompt(model, _single_text(p.prompt, p.steps, False), clip_skip=p.clip_skip)
+    uncond = encode_prompt(
+        model, _single_text(p.negative_prompt, p.steps, True), clip_skip=p.clip_skip, is_negative=True
+    )
+    time_ids = sdxl_time_ids(p.height, p.width) if cond.pooled is not None else None
+    device = next(model.unet.parameters()).device
+    net = UNetNetwork(model.unet, micro_batch=1 if device.type == "cpu" else None)
+    denoiser = PredictionDenoiser(net, model.schedule, model.prediction, on_event=on_event)
+    factor = vae_factor(model.vae)
+    if p.width % factor or p.height % factor:
+        raise GenerationError(f"width and height must be multiples of {factor} for this model's VAE")
+    shape = (model.latent_channels, p.height // factor, p.width // factor)
+    info, named = resolve_sampler(p.sampler)
+    schedule = named if named and p.schedule.lower() == "automatic" else p.schedule
+    concat = _inpainting_concat(model, p.height, p.width) if model.in_channels == 9 else None
+    images, infotexts, seeds, latents = [], [], [], []
+    for n in range(p.batch_count):
+        guider = CFGDenoiser(
+            denoiser,
+            _cond_dict(cond, p.batch_size, time_ids, concat),
+            _cond_dict(uncond, p.batch_size, time_ids, concat),
+            p.cfg_scale,
+            on_event=on_event,
+        )
+        first_seed = p.seed + n * p.batch_size if not p.subseed_strength else p.seed
+        result = sample(
+            guider,
+            model.schedule.sigmas,
+            shape,
+            sampler=info.name,
+            schedule=schedule,
+            steps=p.steps,
+            seed=first_seed,
+            batch_size=p.batch_size,
+            subseed=p.subseed + n * p.batch_size,
+            subseed_strength=p.subseed_strength,
+            eta_noise_seed_delta=p.eta_noise_seed_delta,
+            device=device,
+            on_event=on_event,
+            **p.sampler_options,
+        )
+        pixels = decode(model.vae, result.latents, model.vae_scale_factor, torch.float32)
+        for i, image in enumerate(to_pil(pixels)):
+            text = GenerationParams(
+                prompt=p.prompt,
+                negative_prompt=p.negative_prompt,
+                steps=p.steps,
+                sampler=info.name,
+                schedule=a1111_schedule_label(info.name, schedule),
+                cfg_scale=p.cfg_scale,
+                seed=result.seeds[i],
+                width=p.width,
+                height=p.height,
+                model_hash=model_hash,
+                model=model_name,
+                variation_seed=p.subseed + n * p.batch_size + i if p.subseed_strength else None,
+                variation_seed_strength=p.subseed_strength,
+                clip_skip=p.clip_skip,
+                ensd=p.eta_noise_seed_delta,
+            ).to_infotext()
+            images.append(image)
+            infotexts.append(text)
+            seeds.append(result.seeds[i])
+            if on_image is not None:
+                on_image(len(images) - 1, image, text)
+        latents.append(result.latents)
+    return Txt2ImgResult(images, infotexts, seeds, torch.cat(latents), p)
