@@ -14,6 +14,7 @@ from glassforge.sampling.events import Guidance
 from glassforge.sampling.noise_schedule import DiscreteSchedule
 from glassforge.sampling.samplers import SAMPLERS
 from glassforge.sampling.schedules import build_sigmas
+from glassforge.toy import cli as toy_cli
 from glassforge.toy import demo
 from glassforge.toy.world import ToyGuider, ToyWorld, UnknownWordError, parse_emphasis
 
@@ -210,7 +211,7 @@ def test_euler_from_the_exact_prior_lands_on_dog():
 
 def parse(argv):
     parser = argparse.ArgumentParser(prog="glassforge")
-    demo.add_parser(parser.add_subparsers(dest="command"))
+    toy_cli.add_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(["toy", *argv])
 
 

@@ -82,10 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_list_schedules)
 
     from . import generate_cli, pngfile
-    from .toy import demo
+    from .toy import cli as toy_cli
 
     generate_cli.add_parsers(sub)
-    demo.add_parser(sub)
+    toy_cli.add_parser(sub)
     pngfile.add_parser(sub)
     return parser
 

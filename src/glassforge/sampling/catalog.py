@@ -45,7 +45,8 @@ def samplers_markdown() -> str:
         if info.defaults:
             facts.append("options " + ", ".join(f"{k}={v!r}" for k, v in info.defaults.items()))
         if facts:
-            lines.append(f"- {'; '.join(facts).capitalize()}")
+            text = "; ".join(facts)
+            lines.append(f"- {text[0].upper()}{text[1:]}")
         lines.append("")
     lines += ["## Schedules", "", "| Schedule | Also known as | σ | Notes |", "|---|---|---|---|"]
     for name in SCHEDULES:
