@@ -5,12 +5,12 @@ applies CFG on ε and steps with its EulerDiscreteScheduler, we apply CFG on the
 sampler. The final latents must agree to float32 rounding — for ε-prediction (SD1) and v-prediction (SD2).
 """
 
-import checkpoint_fixtures as fx
 import pytest
 import torch
 from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 
+import checkpoint_fixtures as fx
 from glassforge.models.loader import load_model
 from glassforge.models.text_encoding import encode_prompt
 from glassforge.sampling.schedules import build_sigmas

@@ -33,8 +33,8 @@ def _progress(total_steps: int, images: int):
     return on_event
 
 
-def add_parsers(sub) -> None:
-    p = sub.add_parser("generate", help="text to image (A1111 semantics; writes PNGs with infotext)")
+def add_generate_options(p: argparse.ArgumentParser) -> None:
+    """The options that describe a generation (shared by ``generate`` and ``explain``)."""
     p.add_argument("prompt")
     p.add_argument("--negative", default="", help="negative prompt")
     p.add_argument("--model", default=None, help="checkpoint path or name (default: the embedded model)")
@@ -53,6 +53,18 @@ def add_parsers(sub) -> None:
     p.add_argument("--clip-skip", type=int, default=1)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.add_argument(
+        "--freeu",
+        default=None,
+        metavar="SPEC",
+        help="FreeU: b1,b2,s1,s2 (v2, as Forge), v1:b1,b2,s1,s2, v2 or v1 (the family's published "
+        "factors), or a preset sd14/sd15/sd21/sdxl",
+    )
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("generate", help="text to image (A1111 semantics; writes PNGs with infotext)")
+    add_generate_options(p)
     p.add_argument("--out", default="outputs", help="output folder (files are never overwritten)")
     p.set_defaults(func=run_generate)
 
@@ -71,18 +83,16 @@ def _cache_file() -> Path:
     return Path.home() / ".glassforge" / "hashes.json"
 
 
-def run_generate(args: argparse.Namespace) -> int:
-    import torch
-
-    from .infotext import GenerationParams
+def prepare_generation(args: argparse.Namespace):
+    """From parsed generate options: (Txt2ImgParams, loaded model, model path, UNet patcher, model hash).
+    Names, sizes and counts are checked before the (slow) load."""
+    from .models.freeu import parse_freeu
     from .models.loader import load_model
     from .models.locate import find_model, model_folders
+    from .models.patcher import UNetPatcher
     from .models.runtime import resolve_runtime
-    from .pngfile import model_hash, save_image
-    from .txt2img import Txt2ImgParams, txt2img, validate
-
-    def seed_of(infotext: str) -> int:
-        return GenerationParams.from_infotext(infotext).seed
+    from .pngfile import model_hash
+    from .txt2img import Txt2ImgParams, validate
 
     params = Txt2ImgParams(
         prompt=args.prompt,
@@ -100,6 +110,7 @@ def run_generate(args: argparse.Namespace) -> int:
     )
 
     validate(params, default_size=512)  # names, sizes and counts are checked before the (slow) load
+    freeu = parse_freeu(args.freeu) if args.freeu is not None else None
     runtime = resolve_runtime(args.device, args.precision)
     path = find_model(args.model, model_folders(args.models_dir))
     started = time.perf_counter()
@@ -113,15 +124,44 @@ def run_generate(args: argparse.Namespace) -> int:
         f"{runtime.device.type} {runtime.precision} (loaded in {time.perf_counter() - started:.1f}s)",
         file=sys.stderr,
     )
-    progress = _progress(args.steps, args.batch_count)  # a batch steps together
+    unet = UNetPatcher(model.unet)
+    if freeu is not None:
+        patch = freeu.resolve(model.family)
+        unet = unet.with_patch(patch.patch())
+        print(
+            f"FreeU v{patch.version}: b1 {patch.b1}, b2 {patch.b2}, s1 {patch.s1}, s2 {patch.s2}",
+            file=sys.stderr,
+        )
     digest = model_hash(path, _cache_file()) if path.is_file() else None
+    return params, model, path, unet, digest
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .infotext import GenerationParams
+    from .pngfile import save_image
+    from .txt2img import txt2img
+
+    def seed_of(infotext: str) -> int:
+        return GenerationParams.from_infotext(infotext).seed
+
+    started = time.perf_counter()
+    params, model, path, unet, digest = prepare_generation(args)
+    progress = _progress(args.steps, args.batch_count)  # a batch steps together
 
     def on_image(index: int, image, infotext: str) -> None:
         print(save_image(image, args.out, infotext, seed=seed_of(infotext)))
 
     with torch.inference_mode():
         result = txt2img(
-            model, params, model_name=path.stem, model_hash=digest, on_event=progress, on_image=on_image
+            model,
+            params,
+            model_name=path.stem,
+            model_hash=digest,
+            on_event=progress,
+            on_image=on_image,
+            unet=unet,
         )
     print(f"seed {result.params.seed} · {time.perf_counter() - started:.1f}s in all", file=sys.stderr)
     return 0

@@ -16,9 +16,11 @@ from PIL import Image
 from torch import Tensor
 
 from .infotext import GenerationParams, a1111_schedule_label
+from .models.patcher import UNetPatcher
 from .models.text_encoding import Conditioning, encode_prompt
 from .models.unet import UNetNetwork, sdxl_time_ids
 from .models.vae import decode, encode, to_pil, vae_factor
+from .pipeline_events import Decoded, PromptEncoded, Sampled
 from .prompts import parse_prompt
 from .sampling.denoisers import PredictionDenoiser
 from .sampling.events import EventHandler
@@ -120,16 +122,26 @@ def txt2img(
     model_hash: str | None = None,
     on_event: EventHandler | None = None,
     on_image: Callable[[int, Image.Image, str], None] | None = None,
+    unet: UNetPatcher | None = None,
 ) -> Txt2ImgResult:
-    """Generate ``batch_count`` × ``batch_size`` images with ``model`` (a LoadedModel)."""
+    """Generate ``batch_count`` × ``batch_size`` images with ``model`` (a LoadedModel).
+
+    ``unet``: a patcher clone of ``model.unet`` whose patches (FreeU, attention observers, CFG hooks,
+    weight patches) apply to this generation and are recorded in the infotext; default: no patches.
+    """
     p = validate(params, model.family_info.default_size)
+    patcher = unet if unet is not None else UNetPatcher(model.unet)
+    if patcher.model is not model.unet:
+        raise GenerationError("the UNet patcher holds a different UNet than the model; clone model.unet's")
     cond = encode_prompt(model, _single_text(p.prompt, p.steps, False), clip_skip=p.clip_skip)
     uncond = encode_prompt(
         model, _single_text(p.negative_prompt, p.steps, True), clip_skip=p.clip_skip, is_negative=True
     )
+    if on_event is not None:
+        on_event(PromptEncoded(cond, uncond, p.clip_skip))
     time_ids = sdxl_time_ids(p.height, p.width) if cond.pooled is not None else None
     device = next(model.unet.parameters()).device
-    net = UNetNetwork(model.unet, micro_batch=1 if device.type == "cpu" else None)
+    net = UNetNetwork(patcher, micro_batch=1 if device.type == "cpu" else None)
     denoiser = PredictionDenoiser(net, model.schedule, model.prediction, on_event=on_event)
     factor = vae_factor(model.vae)
     if p.width % factor or p.height % factor:
@@ -146,6 +158,7 @@ def txt2img(
             _cond_dict(uncond, p.batch_size, time_ids, concat),
             p.cfg_scale,
             on_event=on_event,
+            hooks=patcher.cfg_hooks(),
         )
         first_seed = p.seed + n * p.batch_size if not p.subseed_strength else p.seed
         result = sample(
@@ -164,7 +177,11 @@ def txt2img(
             on_event=on_event,
             **p.sampler_options,
         )
+        if on_event is not None:
+            on_event(Sampled.of(n, result, model.schedule))
         pixels = decode(model.vae, result.latents, model.vae_scale_factor, torch.float32)
+        if on_event is not None:
+            on_event(Decoded(n, result.latents, model.vae_scale_factor, pixels))
         for i, image in enumerate(to_pil(pixels)):
             text = GenerationParams(
                 prompt=p.prompt,
@@ -182,6 +199,7 @@ def txt2img(
                 variation_seed_strength=p.subseed_strength,
                 clip_skip=p.clip_skip,
                 ensd=p.eta_noise_seed_delta,
+                extra=patcher.infotext(),
             ).to_infotext()
             images.append(image)
             infotexts.append(text)

@@ -54,3 +54,19 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     dtype = _DTYPES[precision]
     vae_dtype = torch.float32 if device == "cpu" else dtype
     return Runtime(torch.device(device), dtype, vae_dtype)
+
+
+def place_model(model, runtime: Runtime):
+    """Put a loaded model (``LoadedModel``) on the runtime's device in its dtypes, in place, and return it:
+    the UNet and text encoders in the compute dtype, the VAE in its decode dtype. Load with ``dtype=None``
+    (the stored dtype, memory-mapped) so each component is converted once, from the stored weights."""
+    import torch.nn as nn
+
+    for module, dtype in (
+        (model.unet, runtime.dtype),
+        *((enc.model, runtime.dtype) for enc in model.text_encoders),
+        (model.vae, runtime.vae_dtype),
+    ):
+        nn.Module.to(module, device=runtime.device, dtype=dtype)  # diffusers' .to() warns needlessly
+    model.dtype = runtime.dtype
+    return model

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .patcher import PatchedCall, UNetPatcher
+
 
 def sdxl_time_ids(height: int, width: int, crop_top: int = 0, crop_left: int = 0) -> Tensor:
     """SDXL size and crop conditioning: (original h, w, crop top, left, target h, w), as A1111 sets it."""
@@ -18,10 +20,14 @@ class UNetNetwork:
     size, so a fixed call size (1 row) is what makes image i of a batch bit-identical to the same seed
     alone, whatever CFG does; on the CPU, which is compute-bound, it costs little. ``micro_batch=None``
     sends the whole batch in one call (the default off the CPU, where batching pays).
+
+    ``unet``: the module, or a :class:`~glassforge.models.patcher.UNetPatcher` clone whose patches
+    apply to every call (each call of this network is one patcher session).
     """
 
-    def __init__(self, unet: nn.Module, micro_batch: int | None = 1):
-        self.unet, self.micro_batch = unet, micro_batch
+    def __init__(self, unet: nn.Module | UNetPatcher, micro_batch: int | None = 1):
+        self.patcher = unet if isinstance(unet, UNetPatcher) else UNetPatcher(unet)
+        self.unet, self.micro_batch = self.patcher.model, micro_batch
 
     @property
     def dtype(self) -> torch.dtype:
@@ -40,29 +46,39 @@ class UNetNetwork:
         to the already c_in-scaled latent as LDM's ``c_concat`` is."""
         if concat is not None:
             x = torch.cat([x, concat.to(x)], dim=1)
-        step = self.micro_batch or x.shape[0]
-        if x.shape[0] <= step:
-            return self._call(x, t, context, pooled, time_ids)
-        parts = []
-        for i in range(0, x.shape[0], step):
-            rows = slice(i, i + step)
-            parts.append(
-                self._call(
-                    x[rows],
-                    t[rows],
-                    context[rows],
-                    None if pooled is None else pooled[rows],
-                    None if time_ids is None else time_ids[rows],
+        n = x.shape[0]
+        step = self.micro_batch or n
+        with self.patcher.session() as run:
+            if n <= step:
+                return self._call(run, x, t, context, pooled, time_ids, range(n), n)
+            parts = []
+            for i in range(0, n, step):
+                rows = slice(i, i + step)
+                parts.append(
+                    self._call(
+                        run,
+                        x[rows],
+                        t[rows],
+                        context[rows],
+                        None if pooled is None else pooled[rows],
+                        None if time_ids is None else time_ids[rows],
+                        range(n)[rows],
+                        n,
+                    )
                 )
-            )
         return torch.cat(parts)
 
-    def _call(self, x, t, context, pooled, time_ids) -> Tensor:
+    def _call(self, run: PatchedCall, x, t, context, pooled, time_ids, rows: range, batch: int) -> Tensor:
         dtype = self.dtype
         added = None
         if pooled is not None:
             added = {"text_embeds": pooled.to(dtype), "time_ids": time_ids.to(x.device, dtype)}
-        out = self.unet(
-            x.to(dtype), t, encoder_hidden_states=context.to(dtype), added_cond_kwargs=added
+        out = run(
+            x.to(dtype),
+            t,
+            encoder_hidden_states=context.to(dtype),
+            added_cond_kwargs=added,
+            rows=rows,
+            batch=batch,
         ).sample
         return out.to(x.dtype)
