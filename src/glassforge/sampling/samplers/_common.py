@@ -96,6 +96,16 @@ def to_d(x: Tensor, sigma: Tensor | float, denoised: Tensor) -> Tensor:
     return (x - denoised) / sigma
 
 
+def churn(x, sigma, n, generator, s_churn, s_tmin, s_tmax, s_noise):
+    """Karras et al.'s churn: raise σ to σ̂ = σ·(1 + γ) by adding noise; returns (x̂, σ̂, γ, z)."""
+    gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
+    sigma_hat = sigma * (gamma + 1)
+    if gamma <= 0:
+        return x, sigma_hat, gamma, None
+    noise = randn_like(x, generator)
+    return x + noise * s_noise * math.sqrt(sigma_hat**2 - sigma**2), sigma_hat, gamma, noise
+
+
 def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
     """Split a step σ_from → σ_to into a deterministic part to σ_down and fresh noise σ_up.
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
-from ._common import ancestral_step, batch_sigma, emit_step, randn_like, register, step_noise, to_d
+from ._common import ancestral_step, batch_sigma, churn, emit_step, register, step_noise, to_d
 
 EULER_FORMULA = "x_{i+1} = x_i + (σ_{i+1} − σ̂_i)·(x_i − D(x_i, σ̂_i))/σ̂_i"
 
@@ -25,18 +23,26 @@ def sample_euler(
     n = len(sigmas) - 1
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
-        gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
-        sigma_hat = sigma * (gamma + 1)
-        x_in, noise = x, None
-        if gamma > 0:
-            noise = randn_like(x, generator)
-            x = x + noise * s_noise * math.sqrt(sigma_hat**2 - sigma**2)
+        x_in = x
+        x, sigma_hat, gamma, noise = churn(x, sigma, n, generator, s_churn, s_tmin, s_tmax, s_noise)
         denoised = denoiser(x, batch_sigma(x, sigma_hat))
         d = to_d(x, sigma_hat, denoised)
         dt = sigma_next - sigma_hat
         x_next = x + d * dt
-        emit_step(on_event, "euler", i, sigmas, x_in, x_next, denoised, EULER_FORMULA, noise,
-                  sigma_hat=sigma_hat, dt=dt, gamma=gamma)
+        emit_step(
+            on_event,
+            "euler",
+            i,
+            sigmas,
+            x_in,
+            x_next,
+            denoised,
+            EULER_FORMULA,
+            noise,
+            sigma_hat=sigma_hat,
+            dt=dt,
+            gamma=gamma,
+        )
         x = x_next
     return x
 
@@ -53,9 +59,19 @@ def sample_euler_ancestral(denoiser, x, sigmas, *, generator=None, on_event=None
         if sigma_next > 0 and sigma_up > 0:
             noise = noise_fn(sigma, sigma_next)
             x_next = x_next + noise * s_noise * sigma_up
-        emit_step(on_event, "euler_ancestral", i, sigmas, x, x_next, denoised,
-                  "x_{i+1} = x_i + (σ_down − σ_i)·(x_i − D_i)/σ_i + σ_up·z", noise,
-                  sigma_down=sigma_down, sigma_up=sigma_up)
+        emit_step(
+            on_event,
+            "euler_ancestral",
+            i,
+            sigmas,
+            x,
+            x_next,
+            denoised,
+            "x_{i+1} = x_i + (σ_down − σ_i)·(x_i − D_i)/σ_i + σ_up·z",
+            noise,
+            sigma_down=sigma_down,
+            sigma_up=sigma_up,
+        )
         x = x_next
     return x
 

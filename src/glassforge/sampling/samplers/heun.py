@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from ._common import ancestral_step, batch_sigma, emit_step, randn_like, register, step_noise, to_d
+from ._common import ancestral_step, batch_sigma, churn, emit_step, register, step_noise, to_d
 
 HEUN_FORMULA = (
     "d̂ = (x̂ − D(x̂, σ̂))/σ̂; x′ = x̂ + (σ_{i+1} − σ̂)·d̂; d′ = (x′ − D(x′, σ_{i+1}))/σ_{i+1}; "
@@ -33,16 +33,6 @@ RESTART_FORMULA = (
 )
 
 
-def _churn(x, sigma, n, generator, s_churn, s_tmin, s_tmax, s_noise):
-    """Karras et al.'s churn: raise σ to σ̂ = σ·(1 + γ) by adding noise; returns (x̂, σ̂, γ, z)."""
-    gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
-    sigma_hat = sigma * (gamma + 1)
-    if gamma <= 0:
-        return x, sigma_hat, gamma, None
-    noise = randn_like(x, generator)
-    return x + noise * s_noise * math.sqrt(sigma_hat**2 - sigma**2), sigma_hat, gamma, noise
-
-
 def sample_heun(
     denoiser,
     x,
@@ -60,7 +50,7 @@ def sample_heun(
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         x_in = x
-        x, sigma_hat, gamma, noise = _churn(x, sigma, n, generator, s_churn, s_tmin, s_tmax, s_noise)
+        x, sigma_hat, gamma, noise = churn(x, sigma, n, generator, s_churn, s_tmin, s_tmax, s_noise)
         denoised = denoiser(x, batch_sigma(x, sigma_hat))
         d = to_d(x, sigma_hat, denoised)
         dt = sigma_next - sigma_hat
@@ -93,7 +83,7 @@ def sample_dpm_2(
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         x_in = x
-        x, sigma_hat, gamma, noise = _churn(x, sigma, n, generator, s_churn, s_tmin, s_tmax, s_noise)
+        x, sigma_hat, gamma, noise = churn(x, sigma, n, generator, s_churn, s_tmin, s_tmax, s_noise)
         denoised = denoiser(x, batch_sigma(x, sigma_hat))
         d = to_d(x, sigma_hat, denoised)
         dt = sigma_next - sigma_hat
@@ -155,7 +145,7 @@ def sample_heunpp2(
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         x_in = x
-        x, sigma_hat, gamma, noise = _churn(x, sigma, n, generator, s_churn, s_tmin, s_tmax, s_noise)
+        x, sigma_hat, gamma, noise = churn(x, sigma, n, generator, s_churn, s_tmin, s_tmax, s_noise)
         denoised = denoiser(x, batch_sigma(x, sigma_hat))
         d = to_d(x, sigma_hat, denoised)
         dt = sigma_next - sigma_hat
