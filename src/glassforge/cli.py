@@ -82,9 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_list_schedules)
 
     from . import generate_cli, pngfile
+    from .explain import cli as explain_cli
     from .toy import cli as toy_cli
 
     generate_cli.add_parsers(sub)
+    explain_cli.add_parser(sub)
     toy_cli.add_parser(sub)
     pngfile.add_parser(sub)
     return parser

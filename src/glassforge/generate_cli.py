@@ -90,7 +90,7 @@ def prepare_generation(args: argparse.Namespace):
     from .models.loader import load_model
     from .models.locate import find_model, model_folders
     from .models.patcher import UNetPatcher
-    from .models.runtime import resolve_runtime
+    from .models.runtime import place_model, resolve_runtime
     from .pngfile import model_hash
     from .txt2img import Txt2ImgParams, validate
 
@@ -114,11 +114,8 @@ def prepare_generation(args: argparse.Namespace):
     runtime = resolve_runtime(args.device, args.precision)
     path = find_model(args.model, model_folders(args.models_dir))
     started = time.perf_counter()
-    model = load_model(path, vae=args.vae, prediction=args.prediction, dtype=runtime.dtype)
-    model.unet.to(runtime.device)
-    for enc in model.text_encoders:
-        enc.model.to(runtime.device)
-    model.vae.to(runtime.device)
+    # stored dtype, memory-mapped; place_model converts each weight once (VAE in its own decode dtype)
+    model = place_model(load_model(path, vae=args.vae, prediction=args.prediction), runtime)
     print(
         f"model {path.name}: {model.family_info.label}, {model.prediction}-prediction, "
         f"{runtime.device.type} {runtime.precision} (loaded in {time.perf_counter() - started:.1f}s)",

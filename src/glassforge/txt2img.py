@@ -141,7 +141,7 @@ def txt2img(
         on_event(PromptEncoded(cond, uncond, p.clip_skip))
     time_ids = sdxl_time_ids(p.height, p.width) if cond.pooled is not None else None
     device = next(model.unet.parameters()).device
-    net = UNetNetwork(patcher, micro_batch=1 if device.type == "cpu" else None)
+    net = UNetNetwork(patcher, micro_batch=1 if device.type == "cpu" else None, images=p.batch_size)
     denoiser = PredictionDenoiser(net, model.schedule, model.prediction, on_event=on_event)
     factor = vae_factor(model.vae)
     if p.width % factor or p.height % factor:
@@ -179,7 +179,7 @@ def txt2img(
         )
         if on_event is not None:
             on_event(Sampled.of(n, result, model.schedule))
-        pixels = decode(model.vae, result.latents, model.vae_scale_factor, torch.float32)
+        pixels = decode(model.vae, result.latents, model.vae_scale_factor)
         if on_event is not None:
             on_event(Decoded(n, result.latents, model.vae_scale_factor, pixels))
         for i, image in enumerate(to_pil(pixels)):

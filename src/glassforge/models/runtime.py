@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -56,17 +57,67 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     return Runtime(torch.device(device), dtype, vae_dtype)
 
 
-def place_model(model, runtime: Runtime):
+def place_model(model, runtime: Runtime, *, channels_last: bool | None = None):
     """Put a loaded model (``LoadedModel``) on the runtime's device in its dtypes, in place, and return it:
-    the UNet and text encoders in the compute dtype, the VAE in its decode dtype. Load with ``dtype=None``
-    (the stored dtype, memory-mapped) so each component is converted once, from the stored weights."""
-    import torch.nn as nn
+    the UNet and text encoders in the compute dtype, the VAE in its decode dtype, convolution weights
+    channels-last (default: on the CPU, where oneDNN's convolutions prefer it: ~3 % UNet, ~10 % VAE).
 
+    Load with ``dtype=None`` (the stored dtype, memory-mapped) so each weight is converted once, from the
+    stored bytes. Modules are converted one leaf at a time and the memory-mapped file pages of weights
+    already converted are handed back (Linux), so the peak is about the converted model, not the
+    converted model plus the whole file (4.8 → 2.7 GB for an fp16 SD1.5 file placed in bf16)."""
+    if channels_last is None:
+        channels_last = runtime.device.type == "cpu"
+    fmt = torch.channels_last if channels_last else torch.preserve_format
+    mappings = _private_file_mappings()
     for module, dtype in (
         (model.unet, runtime.dtype),
         *((enc.model, runtime.dtype) for enc in model.text_encoders),
         (model.vae, runtime.vae_dtype),
     ):
-        nn.Module.to(module, device=runtime.device, dtype=dtype)  # diffusers' .to() warns needlessly
+        for sub in [*(m for m in module.modules() if not next(m.children(), None)), module]:
+            old = [(t, t.data_ptr(), t.nbytes) for t in _own_tensors(sub)]
+            # nn.Module.to, not diffusers' .to() (which warns about fp32 modules an SD model does not have)
+            nn.Module.to(sub, device=runtime.device, dtype=dtype, memory_format=fmt)
+            new = {t.data_ptr() for t in _own_tensors(sub)}
+            _release([(ptr, size) for _, ptr, size in old if ptr not in new], mappings)
     model.dtype = runtime.dtype
     return model
+
+
+def _own_tensors(module: nn.Module) -> list[torch.Tensor]:
+    tensors = [*module._parameters.values(), *module._buffers.values()]
+    return [t for t in tensors if t is not None and t.device.type == "cpu"]
+
+
+def _private_file_mappings() -> list[tuple[int, int]]:
+    """(start, end) of this process's private mappings of files (``/proc/self/maps``); [] off Linux."""
+    try:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return []
+    spans = []
+    for line in lines:
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[1].endswith("p") and parts[5].startswith("/"):
+            lo, hi = (int(v, 16) for v in parts[0].split("-"))
+            spans.append((lo, hi))
+    return spans
+
+
+def _release(ranges: list[tuple[int, int]], mappings: list[tuple[int, int]]) -> None:
+    """Drop the resident pages of converted weights that lie in a private file mapping (a memory-mapped
+    checkpoint). Only whole pages inside each old tensor are dropped; they were only ever read, so should
+    anything read them again the kernel pages them back in from the file, unchanged."""
+    if not ranges or not mappings:
+        return
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    for ptr, size in ranges:
+        lo, hi = -(-ptr // page) * page, (ptr + size) // page * page
+        if hi > lo and any(a <= lo and hi <= b for a, b in mappings):
+            libc.madvise(lo, hi - lo, 4)  # MADV_DONTNEED

@@ -17,17 +17,30 @@ class UNetNetwork:
     """Calls a diffusers ``UNet2DConditionModel`` in its compute dtype and returns the input's dtype.
 
     Rows go through the network ``micro_batch`` at a time. CPU kernels pick their blocking by batch
-    size, so a fixed call size (1 row) is what makes image i of a batch bit-identical to the same seed
-    alone, whatever CFG does; on the CPU, which is compute-bound, it costs little. ``micro_batch=None``
-    sends the whole batch in one call (the default off the CPU, where batching pays).
+    size, so a fixed call size is what makes image i of a batch bit-identical to the same seed alone.
+    ``images``: the batch's image count N. A call of 2N rows is CFG's layout (N cond rows, then N
+    uncond rows); it goes through as N calls of the pair (cond_i, uncond_i) — exactly the call image i
+    makes alone — so the network sees batch 2, which is measurably faster on the CPU than two calls of
+    one row (fewer weight reorders per row; ~6 % at 512², ~30 % at 256² on 1 core). Other row counts
+    go ``micro_batch`` rows at a time. ``micro_batch=None`` sends the whole batch in one call (the
+    default off the CPU, where batching pays).
 
     ``unet``: the module, or a :class:`~glassforge.models.patcher.UNetPatcher` clone whose patches
     apply to every call (each call of this network is one patcher session).
     """
 
-    def __init__(self, unet: nn.Module | UNetPatcher, micro_batch: int | None = 1):
+    def __init__(self, unet: nn.Module | UNetPatcher, micro_batch: int | None = 1, images: int | None = None):
         self.patcher = unet if isinstance(unet, UNetPatcher) else UNetPatcher(unet)
-        self.unet, self.micro_batch = self.patcher.model, micro_batch
+        self.unet, self.micro_batch, self.images = self.patcher.model, micro_batch, images
+
+    def _groups(self, n: int) -> list[range]:
+        """The row sets of each network call for a batch of ``n`` rows."""
+        step = self.micro_batch or n
+        if n <= step:
+            return [range(n)]
+        if self.images and n == 2 * self.images:  # CFG: (cond_i, uncond_i) pairs
+            return [range(i, n, self.images) for i in range(self.images)]
+        return [range(i, min(i + step, n)) for i in range(0, n, step)]
 
     @property
     def dtype(self) -> torch.dtype:
@@ -47,13 +60,13 @@ class UNetNetwork:
         if concat is not None:
             x = torch.cat([x, concat.to(x)], dim=1)
         n = x.shape[0]
-        step = self.micro_batch or n
+        groups = self._groups(n)
         with self.patcher.session() as run:
-            if n <= step:
+            if len(groups) == 1:
                 return self._call(run, x, t, context, pooled, time_ids, range(n), n)
             parts = []
-            for i in range(0, n, step):
-                rows = slice(i, i + step)
+            for group in groups:
+                rows = slice(group.start, group.stop, group.step)
                 parts.append(
                     self._call(
                         run,
@@ -62,11 +75,15 @@ class UNetNetwork:
                         context[rows],
                         None if pooled is None else pooled[rows],
                         None if time_ids is None else time_ids[rows],
-                        range(n)[rows],
+                        group,
                         n,
                     )
                 )
-        return torch.cat(parts)
+        out = torch.cat(parts)
+        order = [r for group in groups for r in group]
+        if order != list(range(n)):  # pairs came out as (c0, u0, c1, u1, …): back to the caller's order
+            out = out[torch.tensor(order, device=out.device).argsort()]
+        return out
 
     def _call(self, run: PatchedCall, x, t, context, pooled, time_ids, rows: range, batch: int) -> Tensor:
         dtype = self.dtype
