@@ -18,6 +18,7 @@ import checkpoint_fixtures as fx
 from glassforge.models import configs
 from glassforge.models.checkpoint import CheckpointError, StateDict, load_state_dict
 from glassforge.models.detect import detect
+from glassforge.models.ldm_keys import vae_to_ldm
 from glassforge.models.loader import LoadedModel, load_model
 from glassforge.sampling.noise_schedule import DiscreteSchedule
 
@@ -290,7 +291,7 @@ def test_separate_vae_file_overrides_the_baked_one(tmp_path, tiny):
         assert m.vae.decode(torch.zeros(1, 4, 4, 4)).sample.shape[-1] == 16  # 3 levels: ×4
     # a .ckpt VAE with the first_stage_model. prefix (torch.save, loaded weights_only) works too
     ckpt = tmp_path / "vae.ckpt"
-    torch.save({"state_dict": fx.vae_to_ldm(other.state_dict(), 3)}, ckpt)
+    torch.save({"state_dict": vae_to_ldm(other.state_dict(), 3)}, ckpt)
     assert_same_weights(load_model(folder, vae=ckpt).vae, other)
     # a diffusers vae folder works as well; a checkpoint without a VAE needs one
     other.save_pretrained(tmp_path / "vae-folder")

@@ -84,10 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     from . import generate_cli, pngfile
     from .explain import cli as explain_cli
     from .toy import cli as toy_cli
+    from .train import cli as train_cli
 
     generate_cli.add_parsers(sub)
     explain_cli.add_parser(sub)
     toy_cli.add_parser(sub)
+    train_cli.add_parser(sub)
     pngfile.add_parser(sub)
     return parser
 

@@ -129,7 +129,7 @@ def txt2img(
     ``unet``: a patcher clone of ``model.unet`` whose patches (FreeU, attention observers, CFG hooks,
     weight patches) apply to this generation and are recorded in the infotext; default: no patches.
     """
-    p = validate(params, model.family_info.default_size)
+    p = validate(params, model.default_size)
     patcher = unet if unet is not None else UNetPatcher(model.unet)
     if patcher.model is not model.unet:
         raise GenerationError("the UNet patcher holds a different UNet than the model; clone model.unet's")

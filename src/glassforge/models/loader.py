@@ -82,6 +82,7 @@ class LoadedModel:
     detection: Detection | None = None  # shapes read from a single file (None for diffusers folders)
     vae_source: Path | None = None  # a separate VAE that replaced the baked one
     load_seconds: dict[str, float] = field(default_factory=dict)
+    default_size: int = 512  # pixels: the file's modelspec.resolution, else the family's training size
 
     @property
     def in_channels(self) -> int:
@@ -239,7 +240,14 @@ def load_single_file(
         detection=det,
         vae_source=Path(vae) if vae is not None else None,
         load_seconds=clock,
+        default_size=_metadata_size(sd.metadata) or family.default_size,
     )
+
+
+def _metadata_size(metadata: dict[str, str]) -> int | None:
+    """The training resolution from Stability's model spec (``modelspec.resolution: "WxH"``), if square."""
+    w, _, h = metadata.get("modelspec.resolution", "").lower().partition("x")
+    return int(w) if w.isdigit() and w == h else None
 
 
 # ---- diffusers folders -----------------------------------------------------------------------------
@@ -369,6 +377,7 @@ def load_diffusers_folder(
         family_info=family,
         vae_source=Path(vae) if vae is not None else None,
         load_seconds={"total": time.perf_counter() - t0},
+        default_size=family.default_size,
     )
 
 
