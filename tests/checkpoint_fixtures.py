@@ -237,6 +237,7 @@ def build(spec: TinySpec, vae_config: dict | None = None, meta: bool = False) ->
 
 # ---- diffusers / transformers names → original names --------------------------------------------
 
+
 def ldm_state_dict(models: TinyModels) -> dict[str, Tensor]:
     spec = models.spec
     sd = unet_to_ldm(models.unet.state_dict(), dict(models.unet.config))

@@ -86,7 +86,9 @@ class Counting:
     def __call__(self, x, sigma, weights):
         self.calls += 1
         self.rows += x.shape[0]
-        return torch.stack([GMM.denoise(x[i : i + 1], sigma[i : i + 1], weights[i]) for i in range(len(x))])[:, 0]
+        return torch.stack([GMM.denoise(x[i : i + 1], sigma[i : i + 1], weights[i]) for i in range(len(x))])[
+            :, 0
+        ]
 
 
 def _cfg(scale, rescale=0.0, events=None):
@@ -94,7 +96,9 @@ def _cfg(scale, rescale=0.0, events=None):
     cond = {"weights": torch.tensor([[0.9, 0.05, 0.05]] * n, dtype=torch.float64)}
     uncond = {"weights": GMM.weights.expand(n, 3).clone()}
     inner = Counting()
-    return CFGDenoiser(inner, cond, uncond, scale, rescale=rescale, on_event=None if events is None else events.append), inner
+    return CFGDenoiser(
+        inner, cond, uncond, scale, rescale=rescale, on_event=None if events is None else events.append
+    ), inner
 
 
 def test_cfg_formula_on_denoised_equals_eps_form():

@@ -47,7 +47,9 @@ class PredictionDenoiser:
         on_event: EventHandler | None = None,
     ):
         if prediction not in PREDICTIONS:
-            raise ValueError(f"unknown prediction type {prediction!r}; expected one of {', '.join(PREDICTIONS)}")
+            raise ValueError(
+                f"unknown prediction type {prediction!r}; expected one of {', '.join(PREDICTIONS)}"
+            )
         self.model, self.schedule, self.prediction, self.on_event = model, schedule, prediction, on_event
 
     @property

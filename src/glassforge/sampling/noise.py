@@ -55,7 +55,9 @@ def slerp(t: float, low: Tensor, high: Tensor) -> Tensor:
         return low * t + high * (1 - t)
     omega = torch.acos(dot)
     so = torch.sin(omega)
-    return (torch.sin((1.0 - t) * omega) / so).unsqueeze(1) * low + (torch.sin(t * omega) / so).unsqueeze(1) * high
+    return (torch.sin((1.0 - t) * omega) / so).unsqueeze(1) * low + (torch.sin(t * omega) / so).unsqueeze(
+        1
+    ) * high
 
 
 def _paste_centred(dst: Tensor, src: Tensor) -> Tensor:
@@ -106,7 +108,11 @@ def a1111_noise(
     shape = tuple(int(s) for s in shape)
     subseeds = list(subseeds) if subseeds is not None else [0] * len(seeds)
     resize = seed_resize_from is not None and seed_resize_from[0] > 0 and seed_resize_from[1] > 0
-    small = (shape[0], seed_resize_from[1] // latent_factor, seed_resize_from[0] // latent_factor) if resize else shape
+    small = (
+        (shape[0], seed_resize_from[1] // latent_factor, seed_resize_from[0] // latent_factor)
+        if resize
+        else shape
+    )
     gens, xs = [], []
     for seed, subseed in zip(seeds, subseeds, strict=True):
         g = generator(seed, device)
