@@ -10,9 +10,11 @@ from pathlib import Path
 
 
 def _progress(total_steps: int, images: int):
-    """A one-line progress bar on stderr: step, s/it, ETA."""
+    """A one-line progress bar on stderr: step, s/it, ETA — redrawn in place on a terminal; elsewhere (logs,
+    pipes) only the final line, so a log does not fill with carriage-return frames."""
     state = {"done": 0, "start": time.perf_counter()}
     total = total_steps * images
+    live = sys.stderr.isatty()
 
     def on_event(event) -> None:
         from .sampling.events import SamplerStep
@@ -24,6 +26,8 @@ def _progress(total_steps: int, images: int):
         elapsed = time.perf_counter() - state["start"]
         per = elapsed / done
         eta = per * (total - done)
+        if not live and done != total:
+            return
         bar = "#" * int(30 * done / total)
         sys.stderr.write(f"\r[{bar:<30}] step {done}/{total}  {per:.2f} s/it  ETA {eta:.0f}s ")
         if done == total:
