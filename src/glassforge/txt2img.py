@@ -147,8 +147,6 @@ def txt2img(
     if p.width % factor or p.height % factor:
         raise GenerationError(f"width and height must be multiples of {factor} for this model's VAE")
     shape = (model.latent_channels, p.height // factor, p.width // factor)
-    info, named = resolve_sampler(p.sampler)
-    schedule = named if named and p.schedule.lower() == "automatic" else p.schedule
     concat = _inpainting_concat(model, p.height, p.width) if model.in_channels == 9 else None
     images, infotexts, seeds, latents = [], [], [], []
     for n in range(p.batch_count):
@@ -165,8 +163,8 @@ def txt2img(
             guider,
             model.schedule.sigmas,
             shape,
-            sampler=info.name,
-            schedule=schedule,
+            sampler=p.sampler,
+            schedule=p.schedule,
             steps=p.steps,
             seed=first_seed,
             batch_size=p.batch_size,
@@ -187,8 +185,8 @@ def txt2img(
                 prompt=p.prompt,
                 negative_prompt=p.negative_prompt,
                 steps=p.steps,
-                sampler=info.name,
-                schedule=a1111_schedule_label(info.name, schedule),
+                sampler=result.sampler.name,
+                schedule=a1111_schedule_label(result.sampler.name, result.schedule),
                 cfg_scale=p.cfg_scale,
                 seed=result.seeds[i],
                 width=p.width,

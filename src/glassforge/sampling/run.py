@@ -76,7 +76,7 @@ def sample(
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     info, named_schedule = resolve_sampler(sampler)
-    if named_schedule is not None and schedule in ("Automatic", "automatic"):
+    if named_schedule is not None and schedule.casefold() == "automatic":
         schedule = named_schedule
     sigmas = build_sigmas(model_sigmas, steps, schedule, sampler=info, **(schedule_options or {}))
     seed = resolve_seed(seed)
