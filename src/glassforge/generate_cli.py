@@ -140,19 +140,15 @@ def prepare_generation(args: argparse.Namespace):
 def run_generate(args: argparse.Namespace) -> int:
     import torch
 
-    from .infotext import GenerationParams
     from .pngfile import save_image
     from .txt2img import txt2img
-
-    def seed_of(infotext: str) -> int:
-        return GenerationParams.from_infotext(infotext).seed
 
     started = time.perf_counter()
     params, model, path, unet, digest = prepare_generation(args)
     progress = _progress(args.steps, args.batch_count)  # a batch steps together
 
-    def on_image(index: int, image, infotext: str) -> None:
-        print(save_image(image, args.out, infotext, seed=seed_of(infotext)))
+    def on_image(index: int, image, infotext: str, seed: int) -> None:
+        print(save_image(image, args.out, infotext, seed=seed))
 
     with torch.inference_mode():
         result = txt2img(

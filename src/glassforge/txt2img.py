@@ -121,7 +121,7 @@ def txt2img(
     model_name: str | None = None,
     model_hash: str | None = None,
     on_event: EventHandler | None = None,
-    on_image: Callable[[int, Image.Image, str], None] | None = None,
+    on_image: Callable[[int, Image.Image, str, int], None] | None = None,
     unet: UNetPatcher | None = None,
 ) -> Txt2ImgResult:
     """Generate ``batch_count`` × ``batch_size`` images with ``model`` (a LoadedModel).
@@ -203,6 +203,6 @@ def txt2img(
             infotexts.append(text)
             seeds.append(result.seeds[i])
             if on_image is not None:
-                on_image(len(images) - 1, image, text)
+                on_image(len(images) - 1, image, text, result.seeds[i])
         latents.append(result.latents)
     return Txt2ImgResult(images, infotexts, seeds, torch.cat(latents), p)
