@@ -27,8 +27,8 @@ from .sampling.events import EventHandler
 from .sampling.guidance import CFGDenoiser
 from .sampling.names import resolve_sampler
 from .sampling.noise import resolve_seed
-from .sampling.run import sample
-from .sampling.schedules import SCHEDULES
+from .sampling.run import SampleResult, sample_sigmas
+from .sampling.schedules import SCHEDULES, build_sigmas
 
 
 class GenerationError(ValueError):
@@ -113,6 +113,84 @@ def _cond_dict(c: Conditioning, batch: int, time_ids: Tensor | None, concat: Ten
     return d
 
 
+def sample_model(
+    model,
+    patcher: UNetPatcher,
+    cond: Conditioning,
+    uncond: Conditioning,
+    *,
+    width: int,
+    height: int,
+    batch_size: int = 1,
+    sampler: str = "Euler",
+    schedule: str = "Automatic",
+    steps: int = 20,
+    cfg_scale: float = 7.0,
+    seed: int = 0,
+    subseed: int = 0,
+    subseed_strength: float = 0.0,
+    eta_noise_seed_delta: int = 0,
+    convention: str = "a1111",
+    sigmas: Tensor | None = None,
+    latent_image: Tensor | None = None,
+    add_noise: bool = True,
+    denoise: float = 1.0,
+    on_event: EventHandler | None = None,
+    sampler_options: dict | None = None,
+) -> SampleResult:
+    """The sampling path every front end shares (txt2img, the workflow's sampler nodes, the servers):
+    a model and encoded prompts → guided denoiser → sampler over the σ schedule → latents (model space).
+
+    ``convention`` "a1111" or "comfyui" selects whose seed/noise and σ → timestep rules apply
+    (see :mod:`glassforge.sampling.run`). ``sigmas``: an explicit schedule (ComfyUI's custom sampling);
+    else one is built from ``schedule``, ``steps`` and ``denoise``. ``latent_image``: the starting latent
+    the noise is added to (model space, default zeros).
+    """
+    info, named_schedule = resolve_sampler(sampler)
+    if named_schedule is not None and schedule.casefold() == "automatic":
+        schedule = named_schedule
+    if sigmas is None:
+        sigmas = build_sigmas(model.schedule.sigmas, steps, schedule, sampler=info, denoise=denoise)
+    else:
+        schedule = "custom"
+    factor = vae_factor(model.vae)
+    if width % factor or height % factor:
+        raise GenerationError(f"width and height must be multiples of {factor} for this model's VAE")
+    time_ids = sdxl_time_ids(height, width) if cond.pooled is not None else None
+    device = next(model.unet.parameters()).device
+    net = UNetNetwork(patcher, micro_batch=1 if device.type == "cpu" else None, images=batch_size)
+    table = model.schedule.with_timestep_rule("nearest") if convention == "comfyui" else model.schedule
+    denoiser = PredictionDenoiser(net, table, model.prediction, on_event=on_event)
+    concat = _inpainting_concat(model, height, width) if model.in_channels == 9 else None
+    guider = CFGDenoiser(
+        denoiser,
+        _cond_dict(cond, batch_size, time_ids, concat),
+        _cond_dict(uncond, batch_size, time_ids, concat),
+        cfg_scale,
+        on_event=on_event,
+        hooks=patcher.cfg_hooks(),
+    )
+    return sample_sigmas(
+        guider,
+        sigmas,
+        (model.latent_channels, height // factor, width // factor),
+        info,
+        seed=seed,
+        batch_size=batch_size,
+        subseed=subseed,
+        subseed_strength=subseed_strength,
+        eta_noise_seed_delta=eta_noise_seed_delta,
+        convention=convention,
+        device=device,
+        on_event=on_event,
+        latent_image=latent_image,
+        add_noise=add_noise,
+        model_sigma_max=model.schedule.sigma_max,
+        schedule=schedule,
+        **(sampler_options or {}),
+    )
+
+
 @torch.no_grad()
 def txt2img(
     model,
@@ -139,41 +217,26 @@ def txt2img(
     )
     if on_event is not None:
         on_event(PromptEncoded(cond, uncond, p.clip_skip))
-    time_ids = sdxl_time_ids(p.height, p.width) if cond.pooled is not None else None
-    device = next(model.unet.parameters()).device
-    net = UNetNetwork(patcher, micro_batch=1 if device.type == "cpu" else None, images=p.batch_size)
-    denoiser = PredictionDenoiser(net, model.schedule, model.prediction, on_event=on_event)
-    factor = vae_factor(model.vae)
-    if p.width % factor or p.height % factor:
-        raise GenerationError(f"width and height must be multiples of {factor} for this model's VAE")
-    shape = (model.latent_channels, p.height // factor, p.width // factor)
-    concat = _inpainting_concat(model, p.height, p.width) if model.in_channels == 9 else None
     images, infotexts, seeds, latents = [], [], [], []
     for n in range(p.batch_count):
-        guider = CFGDenoiser(
-            denoiser,
-            _cond_dict(cond, p.batch_size, time_ids, concat),
-            _cond_dict(uncond, p.batch_size, time_ids, concat),
-            p.cfg_scale,
-            on_event=on_event,
-            hooks=patcher.cfg_hooks(),
-        )
-        first_seed = p.seed + n * p.batch_size if not p.subseed_strength else p.seed
-        result = sample(
-            guider,
-            model.schedule.sigmas,
-            shape,
+        result = sample_model(
+            model,
+            patcher,
+            cond,
+            uncond,
+            width=p.width,
+            height=p.height,
+            batch_size=p.batch_size,
             sampler=p.sampler,
             schedule=p.schedule,
             steps=p.steps,
-            seed=first_seed,
-            batch_size=p.batch_size,
+            cfg_scale=p.cfg_scale,
+            seed=p.seed + n * p.batch_size if not p.subseed_strength else p.seed,
             subseed=p.subseed + n * p.batch_size,
             subseed_strength=p.subseed_strength,
             eta_noise_seed_delta=p.eta_noise_seed_delta,
-            device=device,
             on_event=on_event,
-            **p.sampler_options,
+            sampler_options=p.sampler_options,
         )
         if on_event is not None:
             on_event(Sampled.of(n, result, model.schedule))

@@ -79,7 +79,63 @@ def sample(
     if named_schedule is not None and schedule.casefold() == "automatic":
         schedule = named_schedule
     sigmas = build_sigmas(model_sigmas, steps, schedule, sampler=info, **(schedule_options or {}))
+    return sample_sigmas(
+        denoiser,
+        sigmas,
+        shape,
+        info,
+        seed=seed,
+        batch_size=batch_size,
+        subseed=subseed,
+        subseed_strength=subseed_strength,
+        seed_resize_from=seed_resize_from,
+        eta_noise_seed_delta=eta_noise_seed_delta,
+        convention=convention,
+        dtype=dtype,
+        device=device,
+        on_event=on_event,
+        model_sigma_max=float(model_sigmas.max()),
+        schedule=schedule,
+        **sampler_options,
+    )
+
+
+def sample_sigmas(
+    denoiser,
+    sigmas: Tensor,
+    shape: Sequence[int],
+    info: SamplerInfo,
+    *,
+    seed: int = -1,
+    batch_size: int = 1,
+    subseed: int = 0,
+    subseed_strength: float = 0.0,
+    seed_resize_from: tuple[int, int] | None = None,
+    eta_noise_seed_delta: int = 0,
+    convention: str = "a1111",
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    on_event: EventHandler | None = None,
+    latent_image: Tensor | None = None,
+    add_noise: bool = True,
+    model_sigma_max: float | None = None,
+    schedule: str = "custom",
+    **sampler_options: Any,
+) -> SampleResult:
+    """Sample over an explicit σ list with ``info`` (a registered sampler).
+
+    ``latent_image`` (default zeros): the starting latent x0 the noise is added to (img2img, ComfyUI's
+    partial denoise); ``add_noise=False`` starts from it as is (ComfyUI's KSamplerAdvanced). ComfyUI's
+    convention scales the noise by sqrt(1 + σ_0²) only when σ_0 is the model's σ_max (``model_sigma_max``,
+    "max denoise"), else by σ_0.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}; expected one of {', '.join(CONVENTIONS)}")
     seed = resolve_seed(seed)
+    if len(sigmas) < 2:  # nothing to do (ComfyUI's denoise 0)
+        latents = torch.zeros(batch_size, *shape) if latent_image is None else latent_image.clone()
+        return SampleResult(latents.to(device=device, dtype=dtype), sigmas, [seed] * batch_size, info, schedule,
+                            torch.zeros_like(latents), dict(sampler_options))  # fmt: skip
     if convention == "a1111":
         seeds, subseeds = image_seeds(seed, batch_size, subseed, subseed_strength)
         made = a1111_noise(
@@ -97,7 +153,14 @@ def sample(
     else:
         seeds = [seed] * batch_size
         noise, gens = comfy_noise((batch_size, *shape), seed), generator(seed)
-        scale = math.sqrt(1 + float(sigmas[0]) ** 2)
+        sigma0 = float(sigmas[0])
+        top = model_sigma_max if model_sigma_max is not None else sigma0
+        full = math.isclose(top, sigma0, rel_tol=1e-5) or sigma0 > top
+        scale = math.sqrt(1 + sigma0**2) if full else sigma0
+    if not add_noise:
+        noise = torch.zeros_like(noise)
     x = (noise * scale).to(device=device, dtype=dtype)
+    if latent_image is not None:
+        x = x + latent_image.to(device=device, dtype=dtype)
     latents = info(denoiser, x, sigmas.to(device), generator=gens, on_event=on_event, **sampler_options)
     return SampleResult(latents, sigmas, seeds, info, schedule, noise, dict(sampler_options))
