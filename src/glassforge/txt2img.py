@@ -27,7 +27,7 @@ from .sampling.events import EventHandler
 from .sampling.guidance import CFGDenoiser
 from .sampling.names import resolve_sampler
 from .sampling.noise import resolve_seed
-from .sampling.run import SampleResult, sample_sigmas
+from .sampling.run import CONVENTIONS, SampleResult, sample_sigmas
 from .sampling.schedules import SCHEDULES, build_sigmas
 
 
@@ -53,6 +53,7 @@ class Txt2ImgParams:
     subseed_strength: float = 0.0
     eta_noise_seed_delta: int = 0
     sampler_options: dict = field(default_factory=dict)
+    convention: str = "a1111"  # or "comfyui": whose seed, noise and σ → timestep rules (sampling/run.py)
 
 
 @dataclass
@@ -76,6 +77,8 @@ def validate(params: Txt2ImgParams, default_size: int) -> Txt2ImgParams:
         problems.append("batch size and batch count must be at least 1")
     if params.clip_skip < 1:
         problems.append(f"clip skip {params.clip_skip} must be at least 1")
+    if params.convention not in CONVENTIONS:
+        problems.append(f"convention {params.convention!r} must be one of {', '.join(CONVENTIONS)}")
     if problems:
         raise GenerationError("; ".join(problems))
     resolve_sampler(params.sampler)  # raises UnknownNameError naming the samplers
@@ -235,6 +238,7 @@ def txt2img(
             subseed=p.subseed + n * p.batch_size,
             subseed_strength=p.subseed_strength,
             eta_noise_seed_delta=p.eta_noise_seed_delta,
+            convention=p.convention,
             on_event=on_event,
             sampler_options=p.sampler_options,
         )
