@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -58,6 +59,12 @@ def add_generate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     p.add_argument(
+        "--convention",
+        choices=["a1111", "comfyui"],
+        default="a1111",
+        help="whose seed/noise and timestep rules to follow (default a1111; comfyui gives ComfyUI's image)",
+    )
+    p.add_argument(
         "--freeu",
         default=None,
         metavar="SPEC",
@@ -96,23 +103,9 @@ def prepare_generation(args: argparse.Namespace):
     from .models.patcher import UNetPatcher
     from .models.runtime import place_model, resolve_runtime
     from .pngfile import model_hash
-    from .txt2img import Txt2ImgParams, validate
+    from .txt2img import validate
 
-    params = Txt2ImgParams(
-        prompt=args.prompt,
-        negative_prompt=args.negative,
-        seed=args.seed,
-        sampler=args.sampler,
-        schedule=args.scheduler,
-        steps=args.steps,
-        cfg_scale=args.cfg,
-        width=args.width,
-        height=args.height,
-        batch_size=args.batch_size,
-        batch_count=args.batch_count,
-        clip_skip=args.clip_skip,
-    )
-
+    params = _params_from_args(args)
     validate(params, default_size=512)  # names, sizes and counts are checked before the (slow) load
     freeu = parse_freeu(args.freeu) if args.freeu is not None else None
     runtime = resolve_runtime(args.device, args.precision)
@@ -138,30 +131,73 @@ def prepare_generation(args: argparse.Namespace):
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    import torch
-
-    from .pngfile import save_image
-    from .txt2img import txt2img
+    """Runs the built-in text-to-image workflow (glassforge.graph.builtin) with A1111's convention; the
+    model load and prompt encoding are cached across batches."""
+    from .graph.builtin import txt2img_workflow
+    from .graph.env import GraphEnv
+    from .graph.executor import Executor
+    from .graph.nodes import core_nodes
+    from .models.freeu import parse_freeu
+    from .models.locate import find_model, model_folders
+    from .models.manager import ModelManager
+    from .models.runtime import resolve_runtime
+    from .txt2img import validate
 
     started = time.perf_counter()
-    params, model, path, unet, digest = prepare_generation(args)
+    params = validate(_params_from_args(args), default_size=512)  # checked before the (slow) load; seed fixed
+    freeu = parse_freeu(args.freeu) if args.freeu is not None else None
+    folders = model_folders(args.models_dir)
+    path = find_model(args.model, folders)
+    manager = ModelManager(
+        folders=[path.parent, *folders], runtime=resolve_runtime(args.device, args.precision)
+    )
+    manager.vae, manager.prediction = (Path(args.vae) if args.vae else None), args.prediction
+    managed = manager.get(path.name)
+    model = managed.model
+    print(
+        f"model {path.name}: {model.family_info.label}, {model.prediction}-prediction, "
+        f"{manager.runtime.device.type} {manager.runtime.precision} (loaded in {time.perf_counter() - started:.1f}s)",
+        file=sys.stderr,
+    )
+    size = model.default_size
+    params = dataclasses.replace(params, width=args.width or size, height=args.height or size)
+    freeu = freeu.resolve(model.family) if freeu is not None else None
+    executor = Executor(core_nodes(), GraphEnv(models=manager, output_dir=Path(args.out)))
     progress = _progress(args.steps, args.batch_count)  # a batch steps together
-
-    def on_image(index: int, image, infotext: str, seed: int) -> None:
-        print(save_image(image, args.out, infotext, seed=seed))
-
-    with torch.inference_mode():
-        result = txt2img(
-            model,
+    for n in range(params.batch_count):
+        batch = dataclasses.replace(
             params,
-            model_name=path.stem,
-            model_hash=digest,
-            on_event=progress,
-            on_image=on_image,
-            unet=unet,
+            seed=params.seed + n * params.batch_size if not params.subseed_strength else params.seed,
+            subseed=params.subseed + n * params.batch_size,
         )
-    print(f"seed {result.params.seed} · {time.perf_counter() - started:.1f}s in all", file=sys.stderr)
+        workflow = txt2img_workflow(batch, path.name, freeu=freeu, convention=args.convention)
+        result = executor.run(workflow, on_event=progress)
+        if result.status != "success":
+            raise RuntimeError(result.error)
+        for image in result.outputs["9"]["images"]:
+            print(image["path"])
+    print(f"seed {params.seed} · {time.perf_counter() - started:.1f}s in all", file=sys.stderr)
     return 0
+
+
+def _params_from_args(args: argparse.Namespace):
+    from .txt2img import Txt2ImgParams
+
+    return Txt2ImgParams(
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        seed=args.seed,
+        sampler=args.sampler,
+        schedule=args.scheduler,
+        steps=args.steps,
+        cfg_scale=args.cfg,
+        width=args.width,
+        height=args.height,
+        batch_size=args.batch_size,
+        batch_count=args.batch_count,
+        clip_skip=args.clip_skip,
+        convention=args.convention,
+    )
 
 
 def run_models(args: argparse.Namespace) -> int:

@@ -38,6 +38,8 @@ class ModelManager:
     budget_bytes: int | None = None  # None → keep at most ``max_models`` models
     max_models: int = 1
     hash_cache: Path | None = field(default_factory=lambda: Path.home() / ".glassforge" / "hashes.json")
+    vae: Path | None = None  # a VAE file replacing every checkpoint's baked VAE (A1111's SD VAE setting)
+    prediction: str | None = None  # "eps"/"v": overrides detection for every model loaded
     _loaded: OrderedDict[Path, ManagedModel] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -55,7 +57,8 @@ class ModelManager:
         return list(self._loaded.values())
 
     def get(self, name: str | None, *, vae: str | os.PathLike | None = None) -> ManagedModel:
-        """The model called ``name`` (None → the embedded model), loading it if needed."""
+        """The model called ``name`` (None → the embedded model), loading it if needed; ``vae`` replaces
+        its VAE for this one load (not kept)."""
         from ..pngfile import model_hash
         from .loader import load_model
         from .runtime import place_model
@@ -68,7 +71,9 @@ class ModelManager:
                 return entry
             if self.runtime is None:
                 self.runtime = resolve_runtime()
-            model = place_model(load_model(path, vae=vae), self.runtime)
+            model = place_model(
+                load_model(path, vae=vae or self.vae, prediction=self.prediction), self.runtime
+            )
             digest = model_hash(path, self.hash_cache) if path.is_file() else None
             entry = ManagedModel(model, path, path.name, _model_bytes(model), digest)
             if vae is None:

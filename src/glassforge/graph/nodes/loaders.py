@@ -95,3 +95,26 @@ def register(reg: NodeRegistry) -> None:
         from ...models.freeu import FreeU
 
         return (ModelValue(model.managed, model.patcher.with_patch(FreeU(b1, b2, s1, s2, 2).patch())),)
+
+    @reg.node(
+        NodeSchema(
+            "FreeU",
+            "FreeU",
+            "model_patches",
+            "FreeU v1: scales the UNet's backbone features (b1, b2) and damps the skip connections' low "
+            "frequencies (s1, s2), on a clone of the model.",
+            (
+                Input("model", "MODEL"),
+                Input("b1", "FLOAT", default=1.1, min=0.0, max=10.0, step=0.01),
+                Input("b2", "FLOAT", default=1.2, min=0.0, max=10.0, step=0.01),
+                Input("s1", "FLOAT", default=0.9, min=0.0, max=10.0, step=0.01),
+                Input("s2", "FLOAT", default=0.2, min=0.0, max=10.0, step=0.01),
+            ),
+            (Output("MODEL"),),
+            role="Changes how the denoiser mixes coarse and fine features, without retraining.",
+        )
+    )
+    def freeu_v1(ctx, model, b1, b2, s1, s2):
+        from ...models.freeu import FreeU
+
+        return (ModelValue(model.managed, model.patcher.with_patch(FreeU(b1, b2, s1, s2, 1).patch())),)
