@@ -100,8 +100,27 @@ EN: dict[str, str] = {
     "e_elements": "Three followed latent elements, computed by hand",
     "e_check": "recomputed from the recorded inputs: largest difference to the recorded x_{{i+1}} = {check}",
     "e_stats": "Statistics",
-    "e_attention": "Cross-attention per word (which word steers which region) is not recorded yet: it "
-    "comes with the UNet patcher's attention observers and will appear here.",
+    "e_attention": "Cross-attention per word: which word steers which region",
+    "e_attention_what": "The UNet reads the prompt through cross-attention: every cell of the latent asks "
+    "every token position how much to listen to it, and the answers (a softmax) add up to 1. Shown: the "
+    "mean over the {layers} cross-attention layers and their heads, each layer's map enlarged to the "
+    "latent's {h}×{w} cells (DAAM's method), for the prompt's half of this step's first model call. Click "
+    "a word to lay its map over this step's predicted x0; each map is scaled from its own minimum "
+    "(transparent) to its maximum (pale yellow).",
+    "e_attention_none": "This trace has no cross-attention maps.",
+    "att_info": "{share} of all attention; strongest {region} (max {max} at row {y}, column {x})",
+    "att_rest": "The start token BOS takes {bos} of the attention and the padding {padding}; the words "
+    "share the rest.",
+    "att_text": "where each word looks (share of attention, strongest region, peak cell row, column):",
+    "region_top_left": "top left",
+    "region_top": "top",
+    "region_top_right": "top right",
+    "region_left": "left",
+    "region_centre": "centre",
+    "region_right": "right",
+    "region_bottom_left": "bottom left",
+    "region_bottom": "bottom",
+    "region_bottom_right": "bottom right",
     "e_preview_rgb": "(x0 previews use the fast latent → RGB projection; the final image uses the full VAE)",
     "stat_sigma": "σ_i",
     "stat_x_rms": "RMS of x_i",
@@ -243,8 +262,26 @@ JA: dict[str, str] = {
     "e_elements": "追跡する 3 つの潜在要素の手計算",
     "e_check": "記録された入力から再計算:記録された x_{{i+1}} との最大の差 = {check}",
     "e_stats": "統計",
-    "e_attention": "単語ごとのクロスアテンション(どの単語がどの領域を動かすか)はまだ記録されていません。"
-    "UNet パッチャーのアテンション観測機能が入ったら、ここに表示されます。",
+    "e_attention": "単語ごとのクロスアテンション:どの単語がどの領域を動かすか",
+    "e_attention_what": "UNet はクロスアテンションを通じてプロンプトを読みます。潜在表現の各マスが、"
+    "各トークン位置にどれだけ耳を傾けるかを決め、その割合(ソフトマックス)の合計は 1 です。"
+    "ここに示すのは、{layers} 個のクロスアテンション層とそのヘッドの平均で、各層のマップを潜在表現の "
+    "{h}×{w} マスに拡大してから平均しています(DAAM の方法)。このステップの最初のモデル呼び出しの、"
+    "プロンプト側の半分です。単語をクリックすると、そのマップがこのステップの予測 x0 に重ねて表示されます。"
+    "各マップはそれ自身の最小値(透明)から最大値(淡い黄色)までの範囲で色付けしています。",
+    "e_attention_none": "このトレースにはクロスアテンションのマップがありません。",
+    "att_info": "アテンション全体の {share}。最も強いのは{region}(最大 {max}、{y} 行 {x} 列)",
+    "att_rest": "開始トークン BOS がアテンションの {bos}、パディングが {padding} を占め、残りを単語が分け合います。",
+    "att_text": "各単語が見ている場所(アテンションの割合、最も強い領域、ピークのマスの行・列):",
+    "region_top_left": "左上",
+    "region_top": "上",
+    "region_top_right": "右上",
+    "region_left": "左",
+    "region_centre": "中央",
+    "region_right": "右",
+    "region_bottom_left": "左下",
+    "region_bottom": "下",
+    "region_bottom_right": "右下",
     "e_preview_rgb": "(x0 のプレビューは高速な潜在 → RGB 変換です。最終画像は VAE 全体でデコードしています)",
     "stat_sigma": "σ_i",
     "stat_x_rms": "x_i の RMS",

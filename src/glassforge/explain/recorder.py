@@ -8,6 +8,10 @@ format is versioned and documented in ``docs/explain.md``.
 Model calls and guidance results are filed under the sampler step that follows them (events arrive
 as: the step's model calls, each followed by its ``Guidance``, then the ``SamplerStep``). A tensor
 object seen twice (a step's ``x`` is the previous step's ``x_next``) is stored once and named twice.
+
+With an attention collector attached (:func:`~.attention.record_attention`), each model call's
+cross-attention maps are taken when its ``ModelCall`` arrives and, at the ``SamplerStep``, the cond
+rows of the step's first guided evaluation are stored (``"attention"`` in ``trace.json``).
 """
 
 from __future__ import annotations
@@ -73,8 +77,8 @@ class TraceRecorder:
     """Collects one generation's events; :meth:`save` writes the trace files.
 
     ``meta`` (free-form JSON: the parameters, the model) is filled by the caller, e.g. with
-    :meth:`describe_model`; ``attention`` is reserved for per-word cross-attention maps (not recorded
-    yet: ``None``).
+    :meth:`describe_model`; ``attention`` holds the per-word cross-attention maps' index when an
+    attention collector is attached (:meth:`attach_attention`), else ``None``.
     """
 
     def __init__(self) -> None:
@@ -88,6 +92,8 @@ class TraceRecorder:
         self._pending_calls: list[dict[str, Any]] = []  # model calls not yet claimed by a Guidance
         self._step_calls: list[int] = []
         self._step_guidance: list[int] = []
+        self._collector = None  # an attention.AttentionCollector, when attention is recorded
+        self._call_maps: dict[int, Tensor] = {}  # open step's model call index → [rows, keys, H, W]
 
     # ------------------------------------------------------------------ events
 
@@ -142,6 +148,10 @@ class TraceRecorder:
         }
         b["model_calls"].append(entry)
         self._pending_calls.append(entry)
+        if self._collector is not None:
+            maps = self._collector.take(tuple(e.x.shape[-2:]))
+            if maps is not None:
+                self._call_maps[k] = maps
         self._step_calls.append(k)
 
     def _guidance(self, e: Guidance) -> None:
@@ -194,6 +204,8 @@ class TraceRecorder:
                 },
             }
         )
+        if self._collector is not None:
+            self._attention_step(b)
         self._step_calls, self._step_guidance = [], []
 
     def _prompt(self, e: PromptEncoded) -> None:
@@ -236,6 +248,41 @@ class TraceRecorder:
         }
         self.batches.append(b)
         self._open = self._new_batch(e.batch + 1)
+
+    # ------------------------------------------------------------------ attention
+
+    def attach_attention(self, collector) -> None:
+        """Record the maps of ``collector`` (attached to the UNet clone the run uses)."""
+        self._collector = collector
+
+    def _attention_step(self, b: dict[str, Any]) -> None:
+        from .attention import AGGREGATION, cond_rows, reduce_keys, token_rows
+
+        maps, self._call_maps = self._call_maps, {}
+        if not self._step_guidance or self.prompt is None:
+            return
+        guidance = b["guidance"][self._step_guidance[0]]
+        calls = [b["model_calls"][k] for k in guidance["calls"]]
+        cond = cond_rows(calls, maps)
+        if cond is None:
+            return
+        if self.attention is None:
+            self.attention = {
+                "kind": "cross",
+                "half": "cond",
+                "evaluation": "first",
+                "aggregation": AGGREGATION,
+                "layers": list(self._collector.layers),
+                "keys": int(cond.shape[1]),
+                "tokens": token_rows(self.prompt["cond"], int(cond.shape[1])),
+                "maps": [],
+            }
+        att = self.attention
+        if int(cond.shape[1]) != att["keys"]:
+            raise ValueError(f"attention over {cond.shape[1]} keys after {att['keys']} in the same run")
+        i = len(b["steps"]) - 1
+        name = self.keep(f"b{b['index']}/step{i:04d}/attention", reduce_keys(cond, att["tokens"]))
+        att["maps"].append({"batch": b["index"], "step": i, "call": calls[0]["index"], "tensor": name})
 
     # ------------------------------------------------------------------ context and output
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from . import facts, svg
+from . import attention, facts, svg
 from .i18n import strings
 from .pictures import Previewer, channel_images, diverging, png_uri, robust_scale, side_by_side
 from .report_assets import CSS, JS
@@ -101,6 +101,7 @@ def step_pictures(trace: Trace, previewer: Previewer, s: dict[str, str], n: int 
                 "elements": [{"at": ", ".join(map(str, e)), "lines": lines} for e, lines in walk.elements],
                 "check": None if walk.check is None else s["e_check"].format(check=f"{walk.check:.3g}"),
                 "stats": [[s.get("stat_" + k, k), fmt(v)] for k, v in walk.stats.items()],
+                "att": attention.step_data(trace, i, s, n, b),
             }
         )
         lat = latent_preview(seen[None], family)[0]
@@ -284,10 +285,26 @@ def section_e(trace: Trace, pics: Pictures, s: dict[str, str], preview_mode: str
 <p id="step-check" class="ok"></p>
 <h3>{esc(s["e_elements"])}</h3><div id="step-elements"></div>
 <h3>{esc(s["e_stats"])}</h3><table><tbody id="step-stats"></tbody></table>
-<p class="attention">{esc(s["e_attention"])}</p>
+{_attention(trace, s)}
 <script type="application/json" id="steps-data">{_json(pics.steps)}</script>
 <script type="application/json" id="words-data">{_json(words)}</script>
 </section>"""
+
+
+def _attention(trace: Trace, s: dict[str, str]) -> str:
+    """The per-word attention part of section e (filled by the script at each step)."""
+    att, shown = trace.attention, attention.words(trace)
+    if not att or not shown:
+        return f'<p class="attention">{esc(s["e_attention_none"])}</p>'
+    h, w = trace.t(att["maps"][0]["tensor"]).shape[-2:]
+    what = s["e_attention_what"].format(layers=len(att["layers"]), h=h, w=w)
+    data = {"words": [{"label": attention.label(r), "kind": r["kind"]} for r in shown],
+            "first": attention.strongest_word(trace)}  # fmt: skip
+    return (f'<h3>{esc(s["e_attention"])}</h3><p>{esc(what)}</p><div id="att-words" class="words"></div>'
+            '<div class="pics"><figure class="big att"><div class="overlay"><img id="att-base" class="base" alt="">'
+            '<img id="att-heat" class="heat" alt=""></div><figcaption id="att-cap"></figcaption></figure></div>'
+            '<p id="att-rest" class="note"></p><div id="att-all" class="pics"></div>'
+            f'<script type="application/json" id="attention-data">{_json(data)}</script>')  # fmt: skip
 
 
 def _json(value: Any) -> str:

@@ -49,6 +49,20 @@ pre { background: #f4f6fa; border: 1px solid var(--line); border-radius: 6px; pa
 .note { color: var(--muted); font-size: 0.9rem; }
 .attention { border: 1px dashed var(--warm); border-radius: 6px; padding: 8px 12px; color: #8a4a12; background: #fff8f0; }
 .ok { color: #1d7a3a; }
+.words { display: flex; flex-wrap: wrap; gap: 6px; margin: 8px 0; }
+.words button { font: 0.95rem ui-monospace, monospace; padding: 3px 10px; border-radius: 14px; cursor: pointer;
+  border: 1px solid var(--warm); background: #fff; color: var(--ink); }
+.words button.eos { border-style: dashed; color: var(--muted); }
+.words button.on { background: var(--warm); color: #fff; }
+.overlay { position: relative; display: inline-block; background: #000; line-height: 0; }
+.overlay img { border: 0; background: none; }
+.overlay img.base { opacity: 0.6; }
+.overlay img.heat { position: absolute; left: 0; top: 0; width: 100%; height: 100%; image-rendering: auto; }
+figure.att { cursor: pointer; }
+figure.att.on figcaption { color: var(--warm); font-weight: bold; }
+figure.att .overlay img { width: 96px; }
+figure.big.att .overlay img { width: 256px; }
+figure.big.att figcaption { max-width: 256px; }
 """
 
 JS = """
@@ -72,6 +86,48 @@ JS = """
     });
   }
   function lines(target, list) { target.textContent = list.join('\\n'); }
+  var attBox = el('attention-data');
+  var att = attBox ? JSON.parse(attBox.textContent) : null;
+  var word = att ? att.first : 0;
+  function overlay(base, heat, alt) {
+    var d = document.createElement('div');
+    d.className = 'overlay';
+    var a = document.createElement('img');
+    a.className = 'base'; a.src = base; a.alt = '';
+    var b = document.createElement('img');
+    b.className = 'heat'; b.src = heat; b.alt = alt;
+    d.appendChild(a); d.appendChild(b);
+    return d;
+  }
+  function attention(s) {
+    if (!att || !s.att) { return; }
+    var a = s.att;
+    var row = el('att-words');
+    row.innerHTML = '';
+    att.words.forEach(function (w, k) {
+      var b = document.createElement('button');
+      b.type = 'button'; b.textContent = w.label; b.title = a.share[k];
+      b.className = w.kind + (k === word ? ' on' : '');
+      b.addEventListener('click', function () { word = k; attention(data[+slider.value]); });
+      row.appendChild(b);
+    });
+    el('att-base').src = s.x0;
+    el('att-heat').src = a.maps[word];
+    el('att-heat').alt = att.words[word].label;
+    el('att-cap').textContent = '“' + att.words[word].label + '”: ' + a.info[word];
+    el('att-rest').textContent = a.rest;
+    var all = el('att-all');
+    all.innerHTML = '';
+    a.maps.forEach(function (uri, k) {
+      var f = document.createElement('figure');
+      f.className = 'att' + (k === word ? ' on' : '');
+      var cap = document.createElement('figcaption');
+      cap.textContent = att.words[k].label + ' · ' + a.share[k];
+      f.appendChild(overlay(s.x0, uri, att.words[k].label)); f.appendChild(cap);
+      f.addEventListener('click', function () { word = k; attention(data[+slider.value]); });
+      all.appendChild(f);
+    });
+  }
   function show(i) {
     var s = data[i];
     slider.value = i;
@@ -94,6 +150,7 @@ JS = """
     el('step-check').textContent = s.check || '';
     var rows = s.stats.map(function (kv) { return '<tr><td class="l">' + kv[0] + '</td><td>' + kv[1] + '</td></tr>'; });
     el('step-stats').innerHTML = rows.join('');
+    attention(s);
   }
   function stop() { if (timer) { clearInterval(timer); timer = null; } button.textContent = words.play; }
   button.addEventListener('click', function () {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import textwrap
 
-from . import facts
+from . import attention, facts
 from .i18n import strings
 from .trace import Trace
 from .walk import fmt, par, step_walk
@@ -42,6 +42,19 @@ def _tokens(trace: Trace, s: dict[str, str]) -> list[str]:
             out.append(
                 "  " + s["a_padding"].format(n=pads, id=next(r.id for r in rows if r.kind == "padding"))
             )
+    return out
+
+
+def _attention(trace: Trace, i: int, s: dict[str, str]) -> list[str]:
+    """Step ``i``: per word its share of the attention, the 3×3 region where it is strongest, the peak cell."""
+    maps = trace.attention_maps(i)
+    if maps is None:
+        return []
+    out = ["  " + s["att_text"]]
+    for r in attention.words(trace):
+        w = attention.where(maps[0, r["row"]])
+        name = attention.label(r)
+        out.append(f"    {name:<14} {100 * w['share']:5.1f}%  {s['region_' + w['region']]:<13} {w['peak']}")
     return out
 
 
@@ -104,7 +117,9 @@ def walkthrough(trace: Trace, lang: str = "en") -> str:
         if w.check is not None:
             out.append("  " + s["e_check"].format(check=f"{w.check:.3g}"))
         out.append("  " + ", ".join(f"{s.get('stat_' + k, k)} = {fmt(v)}" for k, v in w.stats.items()))
-    out.append(s["e_attention"])
+        out += _attention(trace, i, s)
+    if not trace.attention:
+        out.append(s["e_attention_none"])
 
     ps = facts.pseudo_space(trace)
     out.append(_head(s["f_title"]))

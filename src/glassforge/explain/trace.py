@@ -65,6 +65,20 @@ class Trace:
     def step_tensor(self, step: dict[str, Any], key: str) -> Tensor | None:
         return self.t(step["tensors"].get(key))
 
+    @property
+    def attention(self) -> dict[str, Any] | None:
+        """The cross-attention index (``None`` when the run recorded no attention)."""
+        return self.doc.get("attention")
+
+    def attention_maps(self, i: int, n: int = 0) -> Tensor | None:
+        """Step ``i`` of batch ``n``: the cond half's maps [B, rows, H, W] (rows: ``attention["tokens"]``),
+        or None when that step has none."""
+        att = self.attention
+        for entry in att["maps"] if att else ():
+            if entry["batch"] == n and entry["step"] == i:
+                return self.t(entry["tensor"])
+        return None
+
 
 def from_recorder(recorder) -> Trace:
     """The trace a :class:`~.recorder.TraceRecorder` holds, without writing files."""
