@@ -1,0 +1,73 @@
+"""``glassforge serve``: the HTTP server (FastAPI and uvicorn are imported only when it runs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "serve",
+        help="HTTP server: A1111-compatible API (/sdapi/v1), job queue, history, metrics",
+        description="Serve the A1111-compatible API (/sdapi/v1), glassforge's job and history API (/api) "
+        "and Prometheus metrics (/metrics). Loopback only unless --host says otherwise. "
+        "OpenAPI docs at /docs.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860, as A1111)")
+    p.add_argument(
+        "--models",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="checkpoint folder (repeatable); also $GLASSFORGE_MODELS, models/Stable-diffusion, ...",
+    )
+    p.add_argument(
+        "--data", default=None, metavar="DIR", help="history database and images (~/.glassforge/server)"
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    p.add_argument(
+        "--preview",
+        choices=["auto", "full", "approx"],
+        default="auto",
+        help="live previews: VAE decode (full), latent→RGB (approx), or full for small images (auto)",
+    )
+    p.add_argument("--max-models", type=int, default=1, help="checkpoints kept loaded (default 1)")
+    p.set_defaults(func=run)
+    return p
+
+
+def config_from_args(args: argparse.Namespace):
+    from .config import ServerConfig, default_data_dir
+
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        models_dirs=tuple(args.models),
+        data_dir=args.data or default_data_dir(),
+        device=args.device,
+        precision=args.precision,
+        preview=args.preview,
+        max_models=args.max_models,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    config = config_from_args(args)
+    app = create_app(config)
+    state = app.state.glassforge
+    runtime = state.manager.runtime
+    print(
+        f"glassforge serve: http://{config.host}:{config.port}  (A1111 API /sdapi/v1, jobs /api, docs /docs)\n"
+        f"  data {config.data_dir}  device {runtime.device.type} {runtime.precision}  "
+        f"models: {', '.join(state.model_names()) or 'none found'}",
+        file=sys.stderr,
+    )
+    uvicorn.run(app, host=config.host, port=config.port, log_level="info")
+    return 0
