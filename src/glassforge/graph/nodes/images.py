@@ -31,13 +31,14 @@ def _resize(x: torch.Tensor, width: int, height: int, method: str, crop: str) ->
             keep = round(w / target)
             x = x[..., (h - keep) // 2 : (h - keep) // 2 + keep, :]
     if method == "lanczos":
+        import numpy as np
         from PIL import Image
 
         out = []
         for img in x:
             arr = (img.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
             resized = Image.fromarray(arr).resize((width, height), Image.Resampling.LANCZOS)
-            out.append(torch.from_numpy(__import__("numpy").asarray(resized)).permute(2, 0, 1).float() / 255)
+            out.append(torch.from_numpy(np.array(resized)).permute(2, 0, 1).float() / 255)
         return torch.stack(out)
     mode = {"nearest-exact": "nearest-exact", "bislerp": "bilinear"}.get(method, method)
     kwargs = {"antialias": True} if mode in ("bilinear", "bicubic") else {}
