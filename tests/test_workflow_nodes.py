@@ -4,6 +4,7 @@ agreeing with each other, provenance in saved PNGs, validation of real inputs, i
 import copy
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,3 +235,20 @@ def test_object_info_matches_comfyuis_shapes(manager):
     assert info["SaveImage"]["output_node"] is True and info["SaveImage"]["output"] == []
     assert info["SaveImage"]["input"]["hidden"] == {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
     assert info["VAEDecode"]["output"] == ["IMAGE"]
+
+
+def test_explain_node_samples_like_ksampler_and_writes_a_report(executor):
+    plain = executor.run(workflow(steps=4))
+    wf = workflow(steps=4)
+    wf["3"]["class_type"] = "ExplainKSampler"
+    wf["3"]["inputs"].update(vae=["4", 2], lang="ja")
+    result = executor.run(wf)
+    assert result.status == "success", result.error
+    assert torch.equal(result.values["3"][0].samples, plain.values["3"][0].samples)
+    assert np.array_equal(np.asarray(saved(result)[0]), np.asarray(saved(plain)[0]))
+    (entry,) = result.outputs["3"]["explain"]
+    trace = json.loads((Path(entry["folder"]) / "trace.json").read_text())
+    assert len(trace["batches"][0]["steps"]) == 4 and trace["attention"] is not None
+    page = Path(entry["report"]).read_text(encoding="utf-8")
+    assert PROMPT in page and "設定" in page  # the Japanese report
+    assert 'src="http' not in page and 'href="http' not in page and "<script src=" not in page

@@ -10,9 +10,9 @@ from ..registry import NodeRegistry
 
 @cache
 def core_nodes() -> NodeRegistry:
-    from . import images, loaders, sampling
+    from . import explain, images, loaders, sampling
 
     reg = NodeRegistry()
-    for module in (loaders, sampling, images):
+    for module in (loaders, sampling, images, explain):
         module.register(reg)
     return reg

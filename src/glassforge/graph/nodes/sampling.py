@@ -92,7 +92,7 @@ def _params(model, positive, negative, result, *, steps, cfg, width, height, con
 
 def run_sampler(ctx, model, positive, negative, latent, *, sampler, cfg, seed, convention="comfyui",
                 scheduler="Automatic", steps=20, denoise=1.0, sigmas=None, add_noise=True, extra=None, **seeds):  # fmt: skip
-    """The one sampling path of every sampling node; returns (Latent, last denoised Latent)."""
+    """The one sampling path of every sampling node; returns (Latent, last denoised Latent, SampleResult)."""
     import torch
 
     from ...txt2img import sample_model
@@ -128,45 +128,58 @@ def run_sampler(ctx, model, positive, negative, latent, *, sampler, cfg, seed, c
         params["denoising_strength"] = denoise
     out = Latent(result.latents, params, downscale=factor)
     last = state["denoised"] if state["denoised"] is not None else result.latents
-    return out, Latent(last, params, downscale=factor)
+    return out, Latent(last, params, downscale=factor), result
+
+
+KSAMPLER_COMMON = (
+    Input("steps", "INT", "number of sampler steps", default=20, min=1, max=10000),
+    Input(
+        "cfg",
+        "FLOAT",
+        "classifier-free guidance scale",
+        default=8.0,
+        min=0.0,
+        max=100.0,
+        step=0.1,
+        extra={"round": 0.01},
+    ),
+    Input("sampler_name", "COMBO", "the update rule", default="euler", choices=SAMPLER_CHOICES),
+    Input("scheduler", "COMBO", "how σ falls over the steps", default="normal", choices=SCHEDULER_CHOICES),
+    Input("positive", "CONDITIONING", "what to draw"),
+    Input("negative", "CONDITIONING", "what to steer away from"),
+    Input("latent_image", "LATENT", "the starting latent (empty for text to image)"),
+)
+KSAMPLER_INPUTS = (
+    Input("model", "MODEL"),
+    Input("seed", "INT", "noise seed", **SEED),
+    *KSAMPLER_COMMON,
+    Input(
+        "denoise",
+        "FLOAT",
+        "fraction of the schedule to run (1 = from pure noise)",
+        default=1.0,
+        min=0.0,
+        max=1.0,
+        step=0.01,
+    ),
+)
 
 
 def register(reg: NodeRegistry) -> None:
-    common = (
-        Input("steps", "INT", "number of sampler steps", default=20, min=1, max=10000),
-        Input(
-            "cfg",
-            "FLOAT",
-            "classifier-free guidance scale",
-            default=8.0,
-            min=0.0,
-            max=100.0,
-            step=0.1,
-            extra={"round": 0.01},
-        ),
-        Input("sampler_name", "COMBO", "the update rule", default="euler", choices=SAMPLER_CHOICES),
-        Input(
-            "scheduler", "COMBO", "how σ falls over the steps", default="normal", choices=SCHEDULER_CHOICES
-        ),
-        Input("positive", "CONDITIONING", "what to draw"),
-        Input("negative", "CONDITIONING", "what to steer away from"),
-        Input("latent_image", "LATENT", "the starting latent (empty for text to image)"),
-    )
+    common = KSAMPLER_COMMON
 
     @reg.node(
         NodeSchema(
             "KSampler", "KSampler", "sampling",
             "Denoises the latent: noise from the seed, then the sampler's steps over the σ schedule with CFG.",
-            (Input("model", "MODEL"), Input("seed", "INT", "noise seed", **SEED), *common,
-             Input("denoise", "FLOAT", "fraction of the schedule to run (1 = from pure noise)", default=1.0,
-                   min=0.0, max=1.0, step=0.01), CONVENTION, *A1111_SEED_INPUTS),
+            (*KSAMPLER_INPUTS, CONVENTION, *A1111_SEED_INPUTS),
             (Output("LATENT"),),
             role="NoiseConditioning + IterativeRefinement: seed → noise x_T, then x_T → x_0 one step at a time.",
         )
     )  # fmt: skip
     def ksampler(ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                  denoise, convention="comfyui", **seeds):  # fmt: skip
-        out, _ = run_sampler(ctx, model, positive, negative, latent_image, sampler=sampler_name, cfg=cfg,
+        out, _, _ = run_sampler(ctx, model, positive, negative, latent_image, sampler=sampler_name, cfg=cfg,
                              seed=seed, convention=convention, scheduler=scheduler, steps=steps, denoise=denoise,
                              **seeds)  # fmt: skip
         return (out,)
@@ -200,7 +213,7 @@ def register(reg: NodeRegistry) -> None:
         if start_at_step >= len(sigmas) - 1:
             return (latent_image,)
         sigmas = sigmas[start_at_step:]
-        out, _ = run_sampler(ctx, model, positive, negative, latent_image, sampler=sampler_name, cfg=cfg,
+        out, _, _ = run_sampler(ctx, model, positive, negative, latent_image, sampler=sampler_name, cfg=cfg,
                              seed=noise_seed, convention=convention, steps=steps, sigmas=sigmas,
                              add_noise=add_noise == "enable")  # fmt: skip
         return (out,)
@@ -272,7 +285,7 @@ def register(reg: NodeRegistry) -> None:
                          (Output("LATENT", "output"), Output("LATENT", "denoised_output")),
                          role="SamplerApplication: the pieces of the sampling step wired by hand."))  # fmt: skip
     def sampler_custom_advanced(ctx, noise, guider, sampler, sigmas, latent_image):
-        out, denoised = run_sampler(
+        out, denoised, _ = run_sampler(
             ctx, guider.model, guider.positive, guider.negative, latent_image, sampler=sampler.name,
             cfg=guider.cfg, seed=noise.seed, convention=noise.convention, steps=max(len(sigmas.sigmas) - 1, 1),
             sigmas=sigmas.sigmas, add_noise=noise.add,
