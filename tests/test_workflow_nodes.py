@@ -250,5 +250,5 @@ def test_explain_node_samples_like_ksampler_and_writes_a_report(executor):
     trace = json.loads((Path(entry["folder"]) / "trace.json").read_text())
     assert len(trace["batches"][0]["steps"]) == 4 and trace["attention"] is not None
     page = Path(entry["report"]).read_text(encoding="utf-8")
-    assert PROMPT in page and "設定" in page  # the Japanese report
+    assert PROMPT in page and "トークン化" in page  # the Japanese report
     assert 'src="http' not in page and 'href="http' not in page and "<script src=" not in page

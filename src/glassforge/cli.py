@@ -83,14 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import generate_cli, pngfile
     from .explain import cli as explain_cli
+    from .graph import cli as graph_cli
+    from .server import cli as server_cli
     from .toy import cli as toy_cli
     from .train import cli as train_cli
 
     generate_cli.add_parsers(sub)
+    graph_cli.add_parsers(sub)
     explain_cli.add_parser(sub)
     toy_cli.add_parser(sub)
     train_cli.add_parser(sub)
     pngfile.add_parser(sub)
+    server_cli.add_parser(sub)
     return parser
 
 
