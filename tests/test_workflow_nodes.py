@@ -77,6 +77,7 @@ def test_default_workflow_equals_txt2img_with_the_comfyui_convention(executor, m
     assert not np.array_equal(np.asarray(image), np.asarray(a1111.images[0]))  # the conventions differ
     text = read_infotext(result.outputs["9"]["images"][0]["path"])
     assert text.startswith(PROMPT) and "Seed: 5" in text and "Sampler: Euler" in text
+    assert text.endswith("Noise convention: ComfyUI")
 
 
 def test_a1111_convention_in_the_workflow_gives_generates_image_and_infotext(executor, manager):

@@ -86,7 +86,9 @@ def _params(model, positive, negative, result, *, steps, cfg, width, height, con
         "model_hash": model.managed.hash,
         "clip_skip": positive.clip_skip,
         "convention": convention,
-        "extra": {**model.patcher.infotext(), **(extra or {})},
+        # A1111 ignores keys it does not know; glassforge reads it back: ComfyUI's noise is not A1111's
+        "extra": {**model.patcher.infotext(), **(extra or {}),
+                  **({"Noise convention": "ComfyUI"} if convention == "comfyui" else {})},  # fmt: skip
     }
 
 
