@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Sets up glassforge in ./.venv: Python >= 3.11, PyTorch, the package and its test tools.
 #
+# Browser tests (tests/test_report_browser.py) drive Debian's Chromium at /usr/bin/chromium through the
+# Python playwright package (a dev extra); playwright's own browser download is never used. Where
+# /usr/bin/chromium is missing and apt-get is available (Debian/Ubuntu, as root), it is installed;
+# elsewhere those tests are skipped.
+#
 # PyTorch: a torch already in the venv (for example a CUDA or MPS build you installed) is kept.
 # Otherwise, with an NVIDIA GPU (nvidia-smi works) the default torch wheel is installed; on a CPU-only
 # machine torch==2.13.0 is installed, which pip takes as a CPU build where one is on the local wheel
@@ -35,5 +40,16 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   "${PIP[@]}" install "$spec"
 fi
 
-"${PIP[@]}" install -e '.[dev]'
+"${PIP[@]}" install -e '.[dev,comfyui]'  # comfyui: the official node editor at /comfy/ (GPL-3.0 wheel)
+
+if [ ! -x /usr/bin/chromium ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup.sh: installing Debian's chromium for the browser tests"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null ||
+      echo "setup.sh: could not install chromium; the browser tests will be skipped" >&2
+  else
+    echo "setup.sh: no /usr/bin/chromium (Debian: apt-get install chromium); the browser tests will be skipped"
+  fi
+fi
 .venv/bin/python -c 'import glassforge, torch; print(f"setup.sh: glassforge {glassforge.__version__} ready (torch {torch.__version__})")'

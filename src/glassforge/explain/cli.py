@@ -37,11 +37,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="how per-step x0 predictions are drawn: the full VAE decode, the fast latent→RGB projection, or "
         "auto (VAE for small models, RGB for real SD VAEs)",
     )
+    p.add_argument("--toy", action="store_true", help="explain the 2-D toy world instead: PROMPT is its words "
+                   "(e.g. 'dog' or 'dog, cat'); no model is loaded (see 'glassforge toy')")  # fmt: skip
+    p.add_argument("--particles", type=int, default=200, help="with --toy: particles (default: 200)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "toy", False):
+        from .toy_report import run as run_toy
+
+        return run_toy(args)
     import dataclasses
 
     import torch
@@ -49,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ..generate_cli import prepare_generation
     from ..pngfile import write_image
     from ..txt2img import txt2img
+    from .attention import record_attention
     from .recorder import TraceRecorder
     from .report import write_report
     from .text import walkthrough
@@ -59,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     params, model, path, unet, digest = prepare_generation(args)
     recorder = TraceRecorder()
     recorder.describe_model(model, path.stem)
+    unet = record_attention(recorder, unet)  # cross-attention maps per word (observing changes nothing)
     with torch.inference_mode():
         result = txt2img(model, params, model_name=path.stem, model_hash=digest, on_event=recorder, unet=unet)
     generated = time.perf_counter()

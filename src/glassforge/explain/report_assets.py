@@ -165,7 +165,8 @@ JS = """
   });
   slider.addEventListener('input', function () { stop(); show(+slider.value); });
   document.addEventListener('keydown', function (ev) {
-    if (ev.target && ev.target.tagName === 'INPUT' && ev.target !== slider) { return; }
+    // inputs handle their own arrow keys (the focused slider moves itself and fires 'input')
+    if (ev.target && (ev.target.tagName === 'INPUT' || ev.target.tagName === 'SELECT')) { return; }
     if (ev.key === 'ArrowRight') { stop(); show(Math.min(data.length - 1, +slider.value + 1)); }
     if (ev.key === 'ArrowLeft') { stop(); show(Math.max(0, +slider.value - 1)); }
   });
