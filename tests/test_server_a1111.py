@@ -188,7 +188,7 @@ def test_progress_preview_and_interrupt(server):
         assert p["state"]["sampling_steps"] == 1000 and 0 < p["progress"] < 1
         preview = Image.open(io.BytesIO(base64.b64decode(p["current_image"])))
         assert preview.size == (32, 32)
-        job = server.http.get(f"/api/jobs/{p['state']['job_id']}").json()
+        job = server.http.get(f"/api/v1/jobs/{p['state']['job_id']}").json()
         assert job["status"] == "running" and job["progress"]["total"] == 1000
         assert server.http.post("/sdapi/v1/interrupt").json() == {}
         r = pending.result()
@@ -200,7 +200,7 @@ def test_progress_preview_and_interrupt(server):
     assert image.size == (32, 32)
     assert image.info["parameters"] == info["infotexts"][0]
     assert "Steps: 1000, Sampler: Euler" in info["infotexts"][0] and "Seed: 5" in info["infotexts"][0]
-    assert server.http.get(f"/api/jobs/{info['job_id']}").json()["status"] == "interrupted"
+    assert server.http.get(f"/api/v1/jobs/{info['job_id']}").json()["status"] == "interrupted"
 
 
 def test_skip_ends_only_the_current_batch(server):
@@ -231,14 +231,14 @@ def test_two_requests_queue_and_both_finish(server):
     assert infos[0]["job_id"] != infos[1]["job_id"]
     assert responses[0].json()["images"] == responses[1].json()["images"]  # same seed, same bytes
     for info in infos:
-        job = server.http.get(f"/api/jobs/{info['job_id']}").json()
+        job = server.http.get(f"/api/v1/jobs/{info['job_id']}").json()
         assert job["status"] == "done" and job["progress"]["step"] == 4
         assert len(job["images"]) == 1
 
 
 def wait_for(server, job_id, predicate):
     for _ in range(3000):
-        r = server.http.get(f"/api/jobs/{job_id}")
+        r = server.http.get(f"/api/v1/jobs/{job_id}")
         if r.status_code == 200 and predicate(r.json()):
             return r.json()
         time.sleep(0.02)
@@ -261,10 +261,10 @@ def test_interrupt_queued_job_by_id(server):
             "/sdapi/v1/txt2img", json={"prompt": PROMPT, **SMALL, "force_task_id": "long-a"}
         )
         assert again.status_code == 409 and "long-a" in again.json()["detail"]
-        assert server.http.post("/api/jobs/queued-b/interrupt").json()["status"] == "interrupted"
+        assert server.http.post("/api/v1/jobs/queued-b/interrupt").json()["status"] == "interrupted"
         rb = b.result()  # answered at once, while long-a still runs
-        assert server.http.get("/api/jobs/long-a").json()["status"] == "running"
-        assert server.http.post("/api/jobs/long-a/interrupt").status_code == 200
+        assert server.http.get("/api/v1/jobs/long-a").json()["status"] == "running"
+        assert server.http.post("/api/v1/jobs/long-a/interrupt").status_code == 200
         ra = a.result()
     assert rb.status_code == 200 and rb.json()["images"] == []
     assert json.loads(rb.json()["info"])["status"] == "interrupted"
@@ -324,35 +324,35 @@ def test_bad_bodies_and_server_still_serves(server):
 def test_history_search_and_rating(server):
     _, info, pngs = txt2img(server, prompt="a green triangle", seed=21, sampler_name="Euler")
     job_id = info["job_id"]
-    rows = server.http.get("/api/history", params={"q": "green triangle"}).json()["rows"]
+    rows = server.http.get("/api/v1/history", params={"q": "green triangle"}).json()["rows"]
     assert [r["id"] for r in rows] == [job_id]
     row = rows[0]
     assert row["status"] == "done" and row["sampler"] == "Euler" and row["model"] == "glassforge-shapes"
     assert row["seed"] == 21 and row["infotexts"] == info["infotexts"] and row["rating"] is None
     assert Path(row["images"][0]).read_bytes() == pngs[0]
     assert row["params"]["prompt"] == "a green triangle"
-    by_sampler = server.http.get("/api/history", params={"sampler": "k_euler"}).json()["rows"]
+    by_sampler = server.http.get("/api/v1/history", params={"sampler": "k_euler"}).json()["rows"]
     assert job_id in [r["id"] for r in by_sampler] and {r["sampler"] for r in by_sampler} == {"Euler"}
     assert job_id in [
         r["id"]
-        for r in server.http.get("/api/history", params={"model": "glassforge-shapes.safetensors"}).json()[
+        for r in server.http.get("/api/v1/history", params={"model": "glassforge-shapes.safetensors"}).json()[
             "rows"
         ]
     ]
-    assert server.http.get("/api/history", params={"model": "other"}).json()["total"] == 0
-    r = server.http.post(f"/api/jobs/{job_id}/rating", json={"rating": 1, "note": "clean edges"})
+    assert server.http.get("/api/v1/history", params={"model": "other"}).json()["total"] == 0
+    r = server.http.post(f"/api/v1/jobs/{job_id}/rating", json={"rating": 1, "note": "clean edges"})
     assert r.status_code == 200
-    rated = server.http.get("/api/history", params={"rating": 1}).json()["rows"]
+    rated = server.http.get("/api/v1/history", params={"rating": 1}).json()["rows"]
     assert [(r["id"], r["note"]) for r in rated] == [(job_id, "clean edges")]
-    assert server.http.post(f"/api/jobs/{job_id}/rating", json={"rating": 5}).status_code == 422
-    assert server.http.post("/api/jobs/nope/rating", json={"rating": 1}).status_code == 404
-    failed = server.http.get("/api/history", params={"status": "error"}).json()["rows"]
+    assert server.http.post(f"/api/v1/jobs/{job_id}/rating", json={"rating": 5}).status_code == 422
+    assert server.http.post("/api/v1/jobs/nope/rating", json={"rating": 1}).status_code == 404
+    failed = server.http.get("/api/v1/history", params={"status": "error"}).json()["rows"]
     assert failed and all(r["error"] for r in failed)
 
 
 def test_metrics_count_jobs(server):
     txt2img(server, seed=1)
-    jobs = server.http.get("/api/jobs").json()["jobs"]
+    jobs = server.http.get("/api/v1/jobs").json()["jobs"]
     text = server.http.get("/metrics").text
     metrics = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
     for status in ("done", "error", "interrupted"):

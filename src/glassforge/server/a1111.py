@@ -1,7 +1,7 @@
 """The A1111/Forge-compatible API under ``/sdapi/v1`` (shapes: A1111 1.10 ``modules/api``).
 
 Beyond A1111: requests queue instead of blocking each other; ``info`` carries the ``job_id`` (see
-``/api/jobs/{id}``); ``/progress`` reports the running job and adds ``job_id`` and ``queue_size`` to its
+``/api/v1/jobs/{id}``); ``/progress`` reports the running job and adds ``job_id`` and ``queue_size`` to its
 ``state``. Errors are ``{"error": kind, "detail": one message}`` with 422 for bad input and 404 for an
 unknown model.
 """

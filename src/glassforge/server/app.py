@@ -27,7 +27,7 @@ log = logging.getLogger("glassforge.server")
 
 
 def create_app(config: ServerConfig | None = None) -> FastAPI:
-    from . import a1111, own
+    from . import a1111, comfy, own, own_web
     from .a1111_request import default_options
 
     config = config or ServerConfig()
@@ -45,12 +45,15 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app = FastAPI(
         title="glassforge",
         version=__version__,
-        description="A1111-compatible API (/sdapi/v1), jobs and history (/api), metrics (/metrics).",
+        description="A1111-compatible API (/sdapi/v1), glassforge's own API (/api/v1), metrics (/metrics), "
+        "web UI (/), ComfyUI-compatible API (/prompt, /ws, …, also under /api) and editor (/comfy/).",
         lifespan=lifespan,
     )
     app.state.glassforge = state
+    comfy.install(app, state)  # first: ComfyUI's /api/* routes win over any other /api/* route
     app.include_router(a1111.router)
     app.include_router(own.router)
+    own_web.install(app)  # the web UI: GET / and /ui/* (no catch-all, so it shadows no API route)
     _add_error_handlers(app)
 
     @app.get("/health", tags=["glassforge API"])

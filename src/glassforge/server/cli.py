@@ -9,8 +9,8 @@ import sys
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve",
-        help="HTTP server: A1111-compatible API (/sdapi/v1), job queue, history, metrics",
-        description="Serve the A1111-compatible API (/sdapi/v1), glassforge's job and history API (/api) "
+        help="HTTP server: web UI, A1111 and ComfyUI APIs, node editor, job queue, history, metrics",
+        description="Serve the A1111-compatible API (/sdapi/v1), glassforge's own API (/api/v1), the web UI (/), the ComfyUI API and node editor (/comfy/) "
         "and Prometheus metrics (/metrics). Loopback only unless --host says otherwise. "
         "OpenAPI docs at /docs.",
     )
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     state = app.state.glassforge
     runtime = state.manager.runtime
     print(
-        f"glassforge serve: http://{config.host}:{config.port}  (A1111 API /sdapi/v1, jobs /api, docs /docs)\n"
+        f"glassforge serve: http://{config.host}:{config.port}/  (web UI /, A1111 API /sdapi/v1, ComfyUI API + "
+        f"editor /comfy/, own API /api/v1, docs /docs)\n"
         f"  data {config.data_dir}  device {runtime.device.type} {runtime.precision}  "
         f"models: {', '.join(state.model_names()) or 'none found'}",
         file=sys.stderr,

@@ -29,7 +29,7 @@ class ServerConfig:
     max_size: int = 4096  # width and height
     max_steps: int = 1000
     max_images: int = 100  # batch_size × n_iter
-    keep_jobs: int = 1000  # finished jobs kept in memory for /api/jobs (all are in the history database)
+    keep_jobs: int = 1000  # finished jobs kept in memory for /api/v1/jobs (all are in the history database)
 
     def __post_init__(self) -> None:
         if self.preview not in PREVIEWS:

@@ -226,7 +226,8 @@ class JobQueue:
 
     # ---------------------------------------------------------------- jobs
 
-    def submit(self, job: Job) -> Job:
+    def submit(self, job: Job, *, front: bool = False) -> Job:
+        """Queue ``job`` last, or first with ``front`` (ComfyUI's "queue front")."""
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the server is stopping; no new jobs are taken")
@@ -238,7 +239,10 @@ class JobQueue:
                 if self._jobs[oldest].status not in FINISHED:
                     break
                 del self._jobs[oldest]
-            self._pending.append(job)
+            if front:
+                self._pending.appendleft(job)
+            else:
+                self._pending.append(job)
             self._notify(job, "queued")
             self._cond.notify_all()
         return job
