@@ -138,3 +138,29 @@ def test_decoder_finetune_resumes_and_is_exported(finished, tmp_path):
     path = export_run(trainer.out, tmp_path / "x.safetensors", torch.float32)
     exported = load_file(str(path))["first_stage_model.decoder.conv_out.weight"]
     assert torch.equal(exported, saved["decoder"]["decoder.conv_out.weight"])
+
+
+def test_v_prediction_zero_snr_run_exports_markers_the_loader_reads(tmp_path):
+    """A tiny v-prediction, zero-terminal-SNR run trains on the rescaled schedule, and the exported file carries the
+    v_pred / ztsnr markers, so the standard loader samples it as a v model on the rescaled schedule."""
+    from glassforge.models.loader import load_model
+    from glassforge.sampling.noise_schedule import DiscreteSchedule
+    from glassforge.train import shapes_eval
+    from glassforge.train.export import export_run
+
+    r = replace(TINY, steps=4, checkpoint_every=4, prediction="v", zero_terminal_snr=True)
+    trainer = Trainer(r, tmp_path / "run")
+    torch.set_num_threads(1)
+    trainer.run(progress=False)
+    zsnr = DiscreteSchedule.stable_diffusion(zero_terminal_snr=True).alphas_cumprod
+    assert torch.allclose(trainer.sqrt_ac**2, zsnr.float()) and float(trainer.sqrt_ac[-1]) < 1e-3
+    path = export_run(trainer.out, tmp_path / "v.safetensors", torch.float32)
+    model = load_model(path)
+    assert model.prediction == "v" and model.detection.zero_terminal_snr
+    assert model.schedule.sigma_max > 1000  # σ at t = 999 of the rescaled schedule
+    prompts = ["a red circle on a blue background"]
+    from_run = shapes_eval.run_dir_generator(trainer.out, steps=3)(prompts, 7)
+    from_file = shapes_eval.checkpoint_generator(path, steps=3)(prompts, 7)
+    assert abs(from_run.astype(int) - from_file.astype(int)).max() <= 1
+    with pytest.raises(ValueError, match="prediction"):
+        replace(TINY, prediction="x0")

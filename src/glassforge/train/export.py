@@ -41,10 +41,15 @@ def export_run(run_dir, out: str | Path = DEFAULT_WEIGHTS, dtype: torch.dtype = 
     sd |= ldm_keys.clip_hf_to_ldm(text.state_dict(), "cond_stage_model.transformer.")
     sd = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
     recipe = Recipe.load(run_dir / "recipe.json")
+    if recipe.prediction == "v":  # the marker tensors ComfyUI and Forge read (glassforge's detection too)
+        sd["v_pred"] = torch.tensor([])
+    if recipe.zero_terminal_snr:
+        sd["ztsnr"] = torch.tensor([])
     meta = {
         "modelspec.title": "glassforge-shapes",
         "modelspec.architecture": "stable-diffusion-v1",
         "modelspec.resolution": f"{recipe.resolution}x{recipe.resolution}",
+        "modelspec.prediction_type": "v" if recipe.prediction == "v" else "epsilon",
         "glassforge.recipe": json.dumps(json.loads(recipe.to_json())),
     }
     out = Path(out)

@@ -138,6 +138,8 @@ def generate(
     sampler: str = "Euler",
     negative: str = "",
     latent_size: int | None = None,
+    prediction: str = "eps",
+    zero_terminal_snr: bool = False,
 ) -> Tensor:
     """uint8 images [B, H, W, 3] for ``prompts`` with glassforge's own sampling core (A1111 seeds: seed + i)."""
     from glassforge.sampling.denoisers import PredictionDenoiser
@@ -145,14 +147,16 @@ def generate(
     from glassforge.sampling.noise_schedule import DiscreteSchedule
     from glassforge.sampling.run import sample
 
-    schedule = DiscreteSchedule.stable_diffusion()
+    schedule = DiscreteSchedule.stable_diffusion(zero_terminal_snr=zero_terminal_snr)
     cond = encode_text(text_encoder, prompts).float()
     uncond = encode_text(text_encoder, [negative] * len(prompts)).float()
 
     def model(x, t, context):
         return unet(x, t, encoder_hidden_states=context).sample
 
-    denoiser = CFGDenoiser(PredictionDenoiser(model, schedule), {"context": cond}, {"context": uncond}, cfg)
+    denoiser = CFGDenoiser(
+        PredictionDenoiser(model, schedule, prediction), {"context": cond}, {"context": uncond}, cfg
+    )
     size = latent_size or unet.config.sample_size
     shape = (unet.config.in_channels, size, size)
     latents = sample(

@@ -36,12 +36,25 @@ class Recipe:
     caption_dropout: float = 0.1
     ema_decay: float = 0.999
     grad_clip: float = 1.0
+    # what the UNet predicts ("eps" as SD1, or "v" as SD2-v) and whether the noise schedule is rescaled to zero
+    # terminal SNR (Lin et al. 2024): at t = 999 x_t is then pure noise, so the model must place the object from
+    # the text alone (with SD's schedule the starting noise already hints where the object goes)
+    prediction: str = "eps"
+    zero_terminal_snr: bool = False
     # bookkeeping
     checkpoint_every: int = 250
     vae_checkpoint_every: int = 250
     eval_n: int = 0  # prompts checked at each diffusion checkpoint (+ half as many held-out); 0 = none
     bf16: bool = True
     threads: int = 1  # one thread: on a shared 2-core machine two OpenMP threads ran 3-7x slower
+
+    def __post_init__(self) -> None:
+        if self.prediction not in ("eps", "v"):
+            raise ValueError(f"recipe prediction {self.prediction!r}; expected 'eps' or 'v'")
+
+    def sampling(self) -> dict:
+        """How a model of this recipe is sampled (``train.models.generate``'s keyword arguments)."""
+        return {"prediction": self.prediction, "zero_terminal_snr": self.zero_terminal_snr}
 
     @property
     def latent_size(self) -> int:
@@ -106,3 +119,7 @@ def get_recipe(name: str, **overrides) -> Recipe:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; expected one of {', '.join(RECIPES)}")
     return replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+# the same model trained to predict v on a zero-terminal-SNR schedule (the object's place must come from the text)
+RECIPES["shapes-v"] = replace(RECIPES["shapes"], prediction="v", zero_terminal_snr=True)

@@ -182,15 +182,17 @@ def run_dir_generator(run_dir, steps: int = 20, cfg: float = 5.0, sampler: str =
     from transformers import CLIPTextModel
 
     from .models import generate
+    from .recipes import Recipe
 
     ema = Path(run_dir) / "ema"
+    sampling = Recipe.load(Path(run_dir) / "recipe.json").sampling()
     if not ema.is_dir():
         raise FileNotFoundError(f"{ema} not found; expected a training run directory with a first checkpoint")
     unet = UNet2DConditionModel.from_pretrained(ema / "unet").eval()
     text = CLIPTextModel.from_pretrained(ema / "text_encoder").eval()
     vae = AutoencoderKL.from_pretrained(ema / "vae").eval()
     return lambda prompts, seed: generate(unet, text, vae, prompts, seed=seed, steps=steps, cfg=cfg,
-                                          sampler=sampler).numpy()  # fmt: skip
+                                          sampler=sampler, **sampling).numpy()  # fmt: skip
 
 
 def checkpoint_generator(path, steps: int = 20, cfg: float = 5.0, sampler: str = "Euler"):
@@ -207,8 +209,12 @@ def checkpoint_generator(path, steps: int = 20, cfg: float = 5.0, sampler: str =
     text = model.text_encoders[0].model.eval()
     unet, vae = model.unet.eval(), model.vae.eval()
     size = model_resolution(path) // 2 ** (len(vae.config.block_out_channels) - 1)
+    sampling = {
+        "prediction": model.prediction,
+        "zero_terminal_snr": bool(model.detection and model.detection.zero_terminal_snr),
+    }
     return lambda prompts, seed: generate(unet, text, vae, prompts, seed=seed, steps=steps, cfg=cfg,
-                                          sampler=sampler, latent_size=size).numpy()  # fmt: skip
+                                          sampler=sampler, latent_size=size, **sampling).numpy()  # fmt: skip
 
 
 def model_resolution(path, default: int = 32) -> int:

@@ -44,6 +44,8 @@ DIFFUSION_FIELDS = frozenset(
     {
         "text_width",
         "text_layers",
+        "prediction",
+        "zero_terminal_snr",
         "unet_channels",
         "unet_layers",
         "steps",
@@ -104,7 +106,7 @@ class Trainer:
         self.losses: dict[str, list[float]] = {"vae": [], "unet": []}
         self.latents: Tensor | None = None
         self.elapsed = 0.0  # training seconds over all sessions
-        alphas_cumprod = _sd_alphas_cumprod()
+        alphas_cumprod = _sd_alphas_cumprod(recipe.zero_terminal_snr)
         self.sqrt_ac, self.sqrt_1mac = alphas_cumprod.sqrt().float(), (1 - alphas_cumprod).sqrt().float()
 
     # ---- bookkeeping ---------------------------------------------------------------------------------------
@@ -255,7 +257,11 @@ class Trainer:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=r.bf16):
             context = encode_text(self.text_encoder, self.captions(idx, drop))
             pred = self.unet(xt, t, encoder_hidden_states=context).sample
-        return (pred.float() - noise).pow(2).mean()
+        if r.prediction == "v":  # v = sqrt(ᾱ)·ε − sqrt(1 − ᾱ)·x0 (Salimans & Ho 2022)
+            target = self.sqrt_ac[t].view(-1, 1, 1, 1) * noise - self.sqrt_1mac[t].view(-1, 1, 1, 1) * x0
+        else:
+            target = noise
+        return (pred.float() - target).pow(2).mean()
 
     def unet_step(self) -> float:
         r = self.r
@@ -297,7 +303,8 @@ class Trainer:
             from .models import generate
 
             self.ema_unet.eval()
-            images = generate(self.ema_unet, self.ema_text, self.vae, list(GRID_PROMPTS), seed=1, steps=20)
+            images = generate(self.ema_unet, self.ema_text, self.vae, list(GRID_PROMPTS), seed=1, steps=20,
+                              **self.r.sampling())  # fmt: skip
             save_grid(images, list(GRID_PROMPTS), self.out / "grids" / f"step{self.step:06d}.png")
             if self.r.eval_n:
                 self.adherence()
@@ -327,7 +334,8 @@ class Trainer:
         from .shapes_eval import ATTRIBUTES, evaluate
 
         def gen(prompts, seed):
-            return generate(self.ema_unet, self.ema_text, self.vae, prompts, seed=seed, steps=20).numpy()
+            return generate(self.ema_unet, self.ema_text, self.vae, prompts, seed=seed, steps=20,
+                            **self.r.sampling()).numpy()  # fmt: skip
 
         result = evaluate(gen, n=self.r.eval_n, resolution=self.r.resolution)
         self.log(f"adherence at step {self.step} ({self.elapsed / 60:.1f} min):\n{result.table()}")
@@ -406,10 +414,10 @@ def object_mask(images: np.ndarray, scenes) -> Tensor:
     return torch.nn.functional.max_pool2d(mask[:, None], 3, stride=1, padding=1)
 
 
-def _sd_alphas_cumprod() -> Tensor:
+def _sd_alphas_cumprod(zero_terminal_snr: bool = False) -> Tensor:
     from glassforge.sampling.noise_schedule import DiscreteSchedule
 
-    return DiscreteSchedule.stable_diffusion().alphas_cumprod
+    return DiscreteSchedule.stable_diffusion(zero_terminal_snr=zero_terminal_snr).alphas_cumprod
 
 
 class _Progress:
