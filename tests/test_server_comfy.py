@@ -604,7 +604,8 @@ def test_small_routes(server):
         "supports_preview_metadata": True,
         "max_upload_size": 104857600,
     }
-    assert server.http.get("/extensions").json() == [] and server.http.get("/api/embeddings").json() == []
+    assert server.http.get("/extensions").json() == ["/extensions/glassforge/open-job.js"]  # web/comfy/
+    assert server.http.get("/api/embeddings").json() == []
     assert "checkpoints" in server.http.get("/models").json()
     assert server.http.get("/models/checkpoints").json() == [EMBEDDED]
     assert server.http.get("/models/nope").status_code == 404

@@ -276,7 +276,7 @@ def test_workflow_shows_the_jobs_graph(browser, server, finished):
     nodes = page.locator("#w-graph g.node")
     assert nodes.count() == 8 and page.locator("#w-graph g.node.done").count() == 8
     assert "seed 77" in page.text_content("#w-graph g.node[data-id='7']")
-    assert page.get_attribute("#w-editor", "href").endswith("/comfy/")
+    assert page.get_attribute("#w-editor", "href") == f"/comfy/?glassforge_job={job_id}"
     assert page.get_attribute("#w-download", "href").startswith("blob:")
     shot(page, "workflow")
     clean(w)

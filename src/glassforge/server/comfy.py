@@ -342,8 +342,7 @@ def features() -> dict[str, Any]:
 
 
 @router.get("/embeddings")
-@router.get("/extensions")
-def empty_list() -> list:
+def embeddings() -> list:
     return []
 
 

@@ -5,6 +5,10 @@ extra: ``pip install 'glassforge[comfyui]'``. Without it ``/comfy/`` says how to
 ``index.html`` loads assets by relative paths and derives the API base from the page's folder, so at
 ``/comfy/`` it calls ``/comfy/api/...`` and ``/comfy/ws``, where :func:`~.comfy.install` registers the API.
 
+``GET /extensions`` lists glassforge's one frontend extension, ``web/comfy/open-job.js``: the frontend
+imports it at boot (from its page folder: ``/comfy/extensions/glassforge/open-job.js``), and it loads the
+job named by ``/comfy/?glassforge_job=<id>`` (or the web UI's form, ``?glassforge_form=<JSON>``) as the graph.
+
 Single user (ComfyUI without ``--multi-user``): settings and user files (saved workflows, subgraphs)
 live under ``<data>/comfyui/user/default/``; paths that leave it are refused with 403.
 """
@@ -25,6 +29,9 @@ from .state import ApiError
 
 router = APIRouter(tags=["ComfyUI frontend"])
 PACKAGE = "comfyui_frontend_package"
+EXTENSION_DIR = Path(__file__).resolve().parent.parent / "web" / "comfy"
+# The frontend's extension modules, as ComfyUI lists them: paths the frontend prefixes with its page folder.
+EXTENSIONS = ("/extensions/glassforge/open-job.js",)
 SETTINGS_FILE = "comfy.settings.json"
 # What a first visit gets before the user changes anything: the default graph rather than the
 # template browser (which needs ComfyUI's template package), and no "what's new" for this version.
@@ -81,6 +88,14 @@ def mount(app: FastAPI) -> None:
         # its own icon, so the browser does not ask the site root for /favicon.ico
         html = html.replace("<head>", '<head><link rel="icon" href="./assets/favicon.ico">', 1)
         return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/extensions/glassforge/{name}", include_in_schema=False)
+    @app.get("/comfy/extensions/glassforge/{name}", include_in_schema=False)
+    def extension(name: str) -> Response:  # before the /comfy mount, which would answer 404
+        if f"/extensions/glassforge/{name}" not in EXTENSIONS:
+            raise ApiError(404, f"no glassforge extension {name!r}; there is {', '.join(EXTENSIONS)}")
+        return FileResponse(EXTENSION_DIR / name, media_type="text/javascript",
+                            headers={"Cache-Control": "no-cache"})  # fmt: skip
 
     @app.get("/comfy/user.css", include_in_schema=False)
     @app.get("/user.css", include_in_schema=False)
@@ -190,6 +205,12 @@ async def post_setting(setting_id: str, request: Request) -> Response:
     value = await _body(request)
     _write_settings(request, {**_read_settings(request), setting_id: value})
     return Response(status_code=200)
+
+
+@router.get("/extensions")
+def extensions() -> list[str]:
+    """The JS modules the frontend imports at boot (ComfyUI lists its custom nodes' ``WEB_DIRECTORY``)."""
+    return list(EXTENSIONS)
 
 
 @router.get("/i18n")

@@ -123,3 +123,6 @@ def get_recipe(name: str, **overrides) -> Recipe:
 
 # the same model trained to predict v on a zero-terminal-SNR schedule (the object's place must come from the text)
 RECIPES["shapes-v"] = replace(RECIPES["shapes"], prediction="v", zero_terminal_snr=True)
+# a third UNet level (8×8 → 4×4 → 2×2 latents): at 2×2 each cell is a corner, so the zero padding tells the UNet
+# where it is — SD's UNet has no positional encoding, and at two levels the embedded model ignored position words
+RECIPES["shapes-3"] = replace(RECIPES["shapes"], unet_channels=(64, 128, 128))

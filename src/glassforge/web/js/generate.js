@@ -2,6 +2,7 @@
 
 import { t } from "./i18n.js";
 import { $, FINISHED, api, copyText, el, emit, fillSelect, notify, num, on, seconds, shared, sleep, store } from "./util.js";
+import { editorButton } from "./workflow.js";
 
 let following = null; // id of the job the page follows
 let job = null; // the finished job shown as the result
@@ -95,6 +96,7 @@ export function init() {
   });
   $("#g-send").addEventListener("click", () => job && fillForm(job.form));
   $("#g-open-explain").addEventListener("click", () => job && (location.hash = `#/explain/${job.id}`));
+  $("#g-down").after(editorButton("g-open-editor", () => job)); // after the rating pair, which stays together
   $("#g-up").addEventListener("click", () => rate(1));
   $("#g-down").addEventListener("click", () => rate(-1));
   let timer = null;
@@ -255,6 +257,7 @@ function result(j) {
   $("#g-result").hidden = !images.length && !j.infotexts.length;
   $("#g-live").hidden = images.length > 0; // the result replaces the live picture; the strip stays
   $("#g-open-explain").disabled = false;
+  $("#g-open-editor").disabled = false;
   ratingButtons(j.rating ?? null);
   emit("finished", j);
 }

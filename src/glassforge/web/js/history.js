@@ -3,6 +3,7 @@
 import { t } from "./i18n.js";
 import { icon } from "./icons.js";
 import { $, api, el, emit, fillSelect, notify, on, shared, shortId, store } from "./util.js";
+import { editorButton } from "./workflow.js";
 
 const PAGE = 24;
 let offset = 0;
@@ -30,6 +31,7 @@ export function init() {
   });
   $("#h-d-explain").addEventListener("click", () => go(`#/explain/${open.id}`));
   $("#h-d-workflow").addEventListener("click", () => go(`#/workflow/${open.id}`));
+  $("#h-d-workflow").after(editorButton("h-d-editor", () => open));
   on("lang", () => {
     $("#h-model").options[0].textContent = t("any");
     $("#h-sampler").options[0].textContent = t("any");
@@ -121,6 +123,7 @@ async function details(id) {
   );
   $("#h-d-infotext").textContent = (job.infotexts || []).join("\n\n");
   $("#h-d-note").value = job.note || "";
+  $("#h-d-editor").disabled = !["txt2img", "explain"].includes(job.kind); // the jobs that have this graph
   buttons(job.rating ?? null);
   if (!$("#h-dialog").open) $("#h-dialog").showModal();
 }

@@ -31,8 +31,20 @@ export function show(arg) {
   const id = arg || store.get("lastJob");
   jobs(id);
   load(id || null);
+  $("#w-editor").href = editorUrl(id || null, id ? null : readForm());
+}
+
+/** The node editor with a job's graph loaded (its glassforge extension reads `glassforge_job` and fetches
+ * the job's workflow), or with the graph of form parameters (`glassforge_form`) when there is no job. */
+export function editorUrl(job, form = null) {
   const editor = (shared.info && shared.info.comfy_editor) || "/comfy/";
-  $("#w-editor").href = editor;
+  if (job) return `${editor}?glassforge_job=${encodeURIComponent(job)}`;
+  return form ? `${editor}?glassforge_form=${encodeURIComponent(JSON.stringify(form))}` : editor;
+}
+
+/** A button that opens `job()`'s graph in the node editor, for the pages whose HTML has none. */
+export function editorButton(id, job) {
+  return el("button", { type: "button", id, dataset: { i18n: "w_editor" }, text: t("w_editor"), onclick: () => job() && (location.href = editorUrl(job().id)) });
 }
 
 export function hide() {
