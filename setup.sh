@@ -4,7 +4,8 @@
 # Browser tests (tests/test_report_browser.py) drive Debian's Chromium at /usr/bin/chromium through the
 # Python playwright package (a dev extra); playwright's own browser download is never used. Where
 # /usr/bin/chromium is missing and apt-get is available (Debian/Ubuntu, as root), it is installed;
-# elsewhere those tests are skipped.
+# elsewhere those tests are skipped. Likewise Debian's postgresql (tests/test_server_history.py starts a
+# throwaway cluster of its own from /usr/lib/postgresql/*/bin; the packaged cluster is not used).
 #
 # PyTorch: a torch already in the venv (for example a CUDA or MPS build you installed) is kept.
 # Otherwise, with an NVIDIA GPU (nvidia-smi works) the default torch wheel is installed; on a CPU-only
@@ -50,6 +51,16 @@ if [ ! -x /usr/bin/chromium ]; then
       echo "setup.sh: could not install chromium; the browser tests will be skipped" >&2
   else
     echo "setup.sh: no /usr/bin/chromium (Debian: apt-get install chromium); the browser tests will be skipped"
+  fi
+fi
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup.sh: installing Debian's postgresql for the history database tests"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq postgresql; } >/dev/null ||
+      echo "setup.sh: could not install postgresql; the PostgreSQL history tests will be skipped" >&2
+  else
+    echo "setup.sh: no PostgreSQL server binaries (Debian: apt-get install postgresql); the PostgreSQL history tests will be skipped"
   fi
 fi
 .venv/bin/python -c 'import glassforge, torch; print(f"setup.sh: glassforge {glassforge.__version__} ready (torch {torch.__version__})")'

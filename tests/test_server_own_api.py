@@ -248,6 +248,15 @@ def test_toy_world(client):
     assert client.get("/api/v1/toy", params={**q, "sampler": "nope"}).status_code == 422
 
 
+def test_a_random_variation_seed_is_kept_with_the_job(client):
+    """subseed −1 is resolved once: the job's workflow and "again" use the variation seed the image was made with."""
+    r = client.post("/api/v1/jobs", json={**SMALL, "steps": 3, "subseed": -1, "subseed_strength": 0.5})
+    job = wait(client, r.json()["id"])
+    used = int(re.search(r"Variation seed: (\d+)", job["infotexts"][0]).group(1))
+    graphs = [client.get(f"/api/v1/jobs/{job['id']}/workflow").json()["workflow"] for _ in range(2)]
+    assert graphs[0]["7"]["inputs"]["subseed"] == graphs[1]["7"]["inputs"]["subseed"] == used
+
+
 def test_workflow_of_a_job(client, explained):
     g = client.get(f"/api/v1/jobs/{explained['id']}/workflow").json()
     nodes = {n["id"]: n for n in g["nodes"]}

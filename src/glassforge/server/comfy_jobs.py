@@ -11,6 +11,7 @@ the history database gets its row (kind ``"workflow"``) from the queue as for ev
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -31,6 +32,8 @@ _FINISHING = (
     "execution_interrupted",
 )  # fmt: skip  (the events ComfyUI keeps in status.messages)
 _BROADCAST = ("progress", "execution_interrupted")  # sent to everybody when the prompt has no client_id
+
+log = logging.getLogger("glassforge.server")
 
 
 class WorkflowFailed(RuntimeError):
@@ -286,6 +289,7 @@ class _Relay:
         self.previews = method != "none"
         self.messages: list[list] = []  # [event, data] as ComfyUI's status.messages
         self.held: list[dict] = []  # executing null waits until the history entry is written
+        self.saved: dict[str, dict] = {}  # output node → its UI result (saved files), as they finish
         self.node: str | None = None
         self.node_started = self.last_step = time.perf_counter()
         job.record.setdefault("steps_done", 0)
@@ -317,6 +321,12 @@ class _Relay:
         kind = message["type"]
         if kind == "executed":
             message["data"]["output"] = public_ui(message["data"]["output"])
+            self.saved[event.node] = event.output
+            self.comfy._record_files(job, self.saved)
+            try:  # the row lists each saved image at once: a server killed later loses nothing finished
+                self.comfy.state.history.record(job)
+            except Exception:
+                log.warning("could not update the history row of job %s", job.id, exc_info=True)
         if kind in _FINISHING:
             self.messages.append([kind, message["data"]])
         if isinstance(event, Executing):

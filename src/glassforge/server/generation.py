@@ -3,11 +3,14 @@ that an interrupt or a skip can cut a batch short between sampler steps and stil
 
 On interrupt (A1111's behaviour): the batch being sampled is decoded from its latest predicted x0 and
 returned with the batches already done; later batches do not run. On skip: the same for the current
-batch, then the next batch runs. Every image is written to the output folder with its infotext.
+batch, then the next batch runs. Every image is written to the output folder with its infotext as soon
+as it is decoded, and the job's history row is updated then, so a server killed mid-job loses nothing
+that was finished.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -17,6 +20,8 @@ from typing import Any
 from ..infotext import join_params
 from ..txt2img import Txt2ImgParams
 from .jobs import Job, JobInterrupted
+
+log = logging.getLogger("glassforge.server")
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,8 @@ def run_txt2img(state, spec: Txt2ImgSpec, job: Job) -> Txt2ImgOutcome:
     out.is_inpainting = model.in_channels == 9
     job.record.update(model=out.model_name, model_hash=out.model_hash, sampler=info.name, seed=p.seed,
                       prompt=p.prompt, negative_prompt=p.negative_prompt, steps_done=0)  # fmt: skip
+    if isinstance(job.params, dict):  # the variation seed used (−1 resolved), so "again" and the graph match
+        job.params["subseed"] = p.subseed
     job.previewer = make_previewer(
         model, p.width, p.height, state.config.preview, state.config.full_preview_pixels
     )
@@ -145,8 +152,9 @@ def run_txt2img(state, spec: Txt2ImgSpec, job: Job) -> Txt2ImgOutcome:
             out.subseeds.append(pn.subseed + i)
             out.files.append(path)
             out.pngs.append(path.read_bytes())
+            job.record.update(images=list(out.files), infotexts=list(out.infotexts))
+            _persist(state, job)  # the row lists every image on disk, should the server die now
         job.timings["save"] = job.timings.get("save", 0.0) + time.perf_counter() - save_started
-        job.record.update(images=list(out.files), infotexts=list(out.infotexts))
         if stop is not None and not stop.skip:
             out.interrupted = True
             break
@@ -187,6 +195,14 @@ def _partial(model, p: Txt2ImgParams, latent, out: Txt2ImgOutcome) -> tuple[list
         for i in range(len(images))
     ]
     return images, texts, seeds
+
+
+def _persist(state, job: Job) -> None:
+    """Write the job's history row now (its images so far); a database hiccup does not fail the job."""
+    try:
+        state.history.record(job)
+    except Exception:
+        log.warning("could not update the history row of job %s", job.id, exc_info=True)
 
 
 def _save(image, folder: Path, infotext: str, seed: int) -> Path:

@@ -218,8 +218,9 @@ def prepare(state: ServerState, req: JobRequest):
 def submit(state: ServerState, kind: str, params: dict[str, Any], spec, run) -> Job:
     from ..sampling.names import resolve_sampler
 
-    job = TimedJob(kind=kind, params=params, run=run)
     p = spec.params
+    params = {**params, "subseed": p.subseed}  # the variation seed to be used (−1 already resolved)
+    job = TimedJob(kind=kind, params=params, run=run)
     job.record.update(prompt=p.prompt, negative_prompt=p.negative_prompt, seed=p.seed,
                       sampler=resolve_sampler(p.sampler)[0].name)  # fmt: skip
     try:

@@ -8,6 +8,7 @@ writes. The routes that read it all: :mod:`.own_explain`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import threading
 import time
@@ -23,6 +24,8 @@ from .state import ApiError, ServerState
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 REPORTS = {"en": "index.html", "ja": "index.ja.html"}
+
+log = logging.getLogger("glassforge.server")
 
 
 @dataclass
@@ -204,6 +207,10 @@ def run_explain(state: ServerState, spec, job, folder: Path, store: ExplainStore
     ]
     recorder.meta["images"] = [path.name for path in images]
     job.record.update(images=images, infotexts=list(result.infotexts))
+    try:  # the images are listed before the (slower) trace and report are written
+        state.history.record(job)
+    except Exception:
+        log.warning("could not update the history row of job %s", job.id, exc_info=True)
     recorder.save(folder)
     trace = from_recorder(recorder)
     with torch.inference_mode():

@@ -42,7 +42,7 @@ class ServerState:
             folders=model_folders(list(config.models_dirs)), runtime=runtime, max_models=config.max_models
         )
         self.queue = JobQueue(device=runtime.device.type, keep=config.keep_jobs)
-        self.history = History(config.history_path)
+        self.history = History(config.history_db, server=config.server_id)
         self.metrics = Metrics()
         self.queue.listeners += [self._record, self.metrics.on_job]
         names = self.manager.names()

@@ -31,9 +31,26 @@ export function on(name, handler) {
   shared.bus.addEventListener(name, (e) => handler(e.detail));
 }
 
+/** The server's API key (`glassforge serve --api-key`), or "". Open the UI once as `/?api_key=KEY`: the key
+ * is kept in localStorage, sent by api() as a header, and set as a SameSite=Strict cookie so that image,
+ * preview and report URLs (<img>, <iframe>) carry it too. */
+function apiKey() {
+  const url = new URL(location.href);
+  if (url.searchParams.has("api_key")) {
+    store.set("apiKey", url.searchParams.get("api_key"));
+    url.searchParams.delete("api_key");
+    history.replaceState(history.state, "", url);
+  }
+  const key = store.get("apiKey", "");
+  if (key) document.cookie = `glassforge_api_key=${encodeURIComponent(key)}; path=/; SameSite=Strict`;
+  return key;
+}
+let API_KEY = null;
+
 /** fetch + JSON; a failed request throws an Error carrying the server's one-line message. */
 export async function api(path, { method = "GET", body, signal } = {}) {
-  const init = { method, signal, headers: {} };
+  if (API_KEY === null) API_KEY = apiKey();
+  const init = { method, signal, headers: API_KEY ? { "X-API-Key": API_KEY } : {} };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
