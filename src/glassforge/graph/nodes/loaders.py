@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..registry import NodeRegistry
+from functools import partial
+
+from ..registry import NodeClass, NodeRegistry
 from ..schema import Input, NodeSchema, Output
 from ..values import ClipValue, ConditioningValue, ModelValue, VaeValue
 
@@ -73,48 +75,24 @@ def register(reg: NodeRegistry) -> None:
         encoded = encode_prompt(clip.model, text, clip_skip=clip.clip_skip)
         return (ConditioningValue(encoded, text, clip.clip_skip),)
 
-    @reg.node(
-        NodeSchema(
-            "FreeU_V2",
-            "FreeU V2",
-            "model_patches",
-            "FreeU v2: scales the UNet's backbone features (b1, b2) and damps the skip connections' low "
-            "frequencies (s1, s2), on a clone of the model.",
-            (
-                Input("model", "MODEL"),
-                Input("b1", "FLOAT", default=1.3, min=0.0, max=10.0, step=0.01),
-                Input("b2", "FLOAT", default=1.4, min=0.0, max=10.0, step=0.01),
-                Input("s1", "FLOAT", default=0.9, min=0.0, max=10.0, step=0.01),
-                Input("s2", "FLOAT", default=0.2, min=0.0, max=10.0, step=0.01),
+    # ComfyUI's FreeU (v1) and FreeU_V2 nodes, with ComfyUI's default factors
+    for version, name, label, defaults in ((2, "FreeU_V2", "FreeU V2", (1.3, 1.4, 0.9, 0.2)),
+                                           (1, "FreeU", "FreeU", (1.1, 1.2, 0.9, 0.2))):  # fmt: skip
+        reg.add(NodeClass(
+            NodeSchema(
+                name, label, "model_patches",
+                f"FreeU v{version}: scales the UNet's backbone features (b1, b2) and damps the skip connections' "
+                "low frequencies (s1, s2), on a clone of the model.",
+                (Input("model", "MODEL"), *(Input(k, "FLOAT", default=d, min=0.0, max=10.0, step=0.01)
+                                            for k, d in zip(("b1", "b2", "s1", "s2"), defaults, strict=True))),
+                (Output("MODEL"),),
+                role="Changes how the denoiser mixes coarse and fine features, without retraining.",
             ),
-            (Output("MODEL"),),
-            role="Changes how the denoiser mixes coarse and fine features, without retraining.",
-        )
-    )
-    def freeu_v2(ctx, model, b1, b2, s1, s2):
-        from ...models.freeu import FreeU
+            partial(_freeu, version=version),
+        ))  # fmt: skip
 
-        return (ModelValue(model.managed, model.patcher.with_patch(FreeU(b1, b2, s1, s2, 2).patch())),)
 
-    @reg.node(
-        NodeSchema(
-            "FreeU",
-            "FreeU",
-            "model_patches",
-            "FreeU v1: scales the UNet's backbone features (b1, b2) and damps the skip connections' low "
-            "frequencies (s1, s2), on a clone of the model.",
-            (
-                Input("model", "MODEL"),
-                Input("b1", "FLOAT", default=1.1, min=0.0, max=10.0, step=0.01),
-                Input("b2", "FLOAT", default=1.2, min=0.0, max=10.0, step=0.01),
-                Input("s1", "FLOAT", default=0.9, min=0.0, max=10.0, step=0.01),
-                Input("s2", "FLOAT", default=0.2, min=0.0, max=10.0, step=0.01),
-            ),
-            (Output("MODEL"),),
-            role="Changes how the denoiser mixes coarse and fine features, without retraining.",
-        )
-    )
-    def freeu_v1(ctx, model, b1, b2, s1, s2):
-        from ...models.freeu import FreeU
+def _freeu(ctx, model, b1, b2, s1, s2, *, version: int):
+    from ...models.freeu import FreeU
 
-        return (ModelValue(model.managed, model.patcher.with_patch(FreeU(b1, b2, s1, s2, 1).patch())),)
+    return (ModelValue(model.managed, model.patcher.with_patch(FreeU(b1, b2, s1, s2, version).patch())),)
