@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
-import threading
 import time
 from urllib.parse import parse_qs, quote, urlparse
 
 import pytest
 
 from browser import ARGS, CHROMIUM, Watched, artifact, require_chromium
+from live_server import live_server
 
 if importlib.util.find_spec("comfyui_frontend_package") is None:
     pytest.skip(
@@ -39,28 +38,8 @@ APP = "window.comfyAPI.app.app"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     require_chromium()
-    import uvicorn
-
-    from glassforge.server.app import create_app
-    from glassforge.server.config import ServerConfig
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    data = tmp_path_factory.mktemp("comfy-frontend")
-    app = create_app(ServerConfig(port=port, data_dir=data, device="cpu", precision="fp32"))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(600):
-        if srv.started or not thread.is_alive():
-            break
-        time.sleep(0.1)
-    assert srv.started, "the server did not start"
-    yield port, data
-    srv.should_exit = True
-    thread.join(60)
-    sock.close()
+    with live_server(tmp_path_factory.mktemp("comfy-frontend")) as srv:
+        yield srv.port, srv.data
 
 
 def test_frontend_boots_runs_the_default_graph_and_shows_the_image(server):

@@ -11,8 +11,6 @@ import base64
 import io
 import json
 import re
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +22,8 @@ import pytest
 import torch
 from PIL import Image
 
+from live_server import live_server
+
 webuiapi = pytest.importorskip("webuiapi")
 
 PROMPT = "a red circle on a blue background"
@@ -32,30 +32,11 @@ SMALL = {"width": 32, "height": 32, "steps": 4, "cfg_scale": 7.0}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
-    from glassforge.server.app import create_app
-    from glassforge.server.config import ServerConfig
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    data = tmp_path_factory.mktemp("server")
-    app = create_app(ServerConfig(port=port, data_dir=data, device="cpu", precision="fp32"))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(600):  # up to 60 s for the app to start (it does not load the model yet)
-        if srv.started or not thread.is_alive():
-            break
-        time.sleep(0.1)
-    assert srv.started, "the server did not start"
-    state = app.state.glassforge
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-        yield SimpleNamespace(port=port, app=app, state=state, http=client, data=data)
-    srv.should_exit = True
-    thread.join(60)
-    sock.close()
+    with (
+        live_server(tmp_path_factory.mktemp("server")) as srv,
+        httpx.Client(base_url=srv.base, timeout=300) as client,
+    ):
+        yield SimpleNamespace(port=srv.port, app=srv.app, state=srv.state, http=client, data=srv.data)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import socket
 import struct
 import threading
 import time
@@ -26,6 +25,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from live_server import live_server
 
 comfy_api = pytest.importorskip("comfy_api_simplified")
 ws_sync = pytest.importorskip("websockets.sync.client")
@@ -61,30 +62,12 @@ def workflow(seed: int, text: str = PROMPT, steps: int = STEPS) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
-    from glassforge.server.app import create_app
-    from glassforge.server.config import ServerConfig
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    data = tmp_path_factory.mktemp("comfy-server")
-    app = create_app(ServerConfig(port=port, data_dir=data, device="cpu", precision="fp32"))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(600):  # up to 60 s for the app to start
-        if srv.started or not thread.is_alive():
-            break
-        time.sleep(0.1)
-    assert srv.started, "the server did not start"
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-        yield SimpleNamespace(port=port, app=app, state=app.state.glassforge, comfy=app.state.comfy,
-                              http=client, data=data)  # fmt: skip
-    srv.should_exit = True
-    thread.join(60)
-    sock.close()
+    with (
+        live_server(tmp_path_factory.mktemp("comfy-server")) as srv,
+        httpx.Client(base_url=srv.base, timeout=300) as client,
+    ):
+        yield SimpleNamespace(port=srv.port, app=srv.app, state=srv.state, comfy=srv.app.state.comfy,
+                              http=client, data=srv.data)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

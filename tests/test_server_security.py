@@ -13,8 +13,6 @@ import base64
 import io
 import json
 import re
-import socket
-import threading
 import time
 from types import SimpleNamespace
 
@@ -22,44 +20,20 @@ import httpx
 import pytest
 from PIL import Image
 
+from live_server import live_server
+
 KEY = "s3cret-key-0123"
 LIMIT = 2**20  # 1 MB
 
 
-def _live(config):
-    import uvicorn
-
-    from glassforge.server.app import create_app
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    app = create_app(config)
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not srv.started and thread.is_alive():
-        time.sleep(0.05)
-    assert srv.started, "the server did not start"
-    return srv, thread, sock
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from glassforge.server.config import ServerConfig
-
-    data = tmp_path_factory.mktemp("secure")
-    config = ServerConfig(data_dir=data, device="cpu", precision="fp32", api_key=KEY, max_body_bytes=LIMIT)
-    srv, thread, sock = _live(config)
-    port = sock.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
     with (
-        httpx.Client(base_url=base, timeout=300) as anonymous,
-        httpx.Client(base_url=base, timeout=300, headers={"X-API-Key": KEY}) as client,
+        live_server(tmp_path_factory.mktemp("secure"), api_key=KEY, max_body_bytes=LIMIT) as srv,
+        httpx.Client(base_url=srv.base, timeout=300) as anonymous,
+        httpx.Client(base_url=srv.base, timeout=300, headers={"X-API-Key": KEY}) as client,
     ):
-        yield SimpleNamespace(port=port, http=anonymous, client=client, data=data)
-    srv.should_exit = True
-    thread.join(60)
-    sock.close()
+        yield SimpleNamespace(port=srv.port, http=anonymous, client=client, data=srv.data)
 
 
 def assert_refused(response: httpx.Response) -> None:
@@ -339,39 +313,28 @@ def test_cors_off_by_default(server):
 
 
 def test_cors_for_the_allowed_origins_only(tmp_path):
-    from glassforge.server.config import ServerConfig
-
-    config = ServerConfig(
-        data_dir=tmp_path, device="cpu", precision="fp32", api_key=KEY, cors_origins=("https://example.org",)
-    )
-    srv, thread, sock = _live(config)
-    try:
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        with httpx.Client(base_url=base, timeout=60) as http:
-            preflight = http.options(
-                "/api/v1/jobs",
-                headers={
-                    "Origin": "https://example.org",
-                    "Access-Control-Request-Method": "POST",
-                    "Access-Control-Request-Headers": "x-api-key, content-type",
-                },
-            )  # a browser's preflight carries no key: it is answered all the same
-            assert preflight.status_code == 200
-            assert preflight.headers["access-control-allow-origin"] == "https://example.org"
-            assert "x-api-key" in preflight.headers["access-control-allow-headers"].lower()
-            ok = http.get("/api/v1/info", headers={"Origin": "https://example.org", "X-API-Key": KEY})
-            assert (
-                ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://example.org"
-            )
-            denied = http.get("/api/v1/info", headers={"Origin": "https://example.org"})
-            assert denied.status_code == 401  # the browser may read why
-            assert denied.headers["access-control-allow-origin"] == "https://example.org"
-            other = http.get("/api/v1/info", headers={"Origin": "https://evil.example", "X-API-Key": KEY})
-            assert "access-control-allow-origin" not in other.headers
-    finally:
-        srv.should_exit = True
-        thread.join(60)
-        sock.close()
+    with (
+        live_server(tmp_path, api_key=KEY, cors_origins=("https://example.org",)) as srv,
+        httpx.Client(base_url=srv.base, timeout=60) as http,
+    ):
+        preflight = http.options(
+            "/api/v1/jobs",
+            headers={
+                "Origin": "https://example.org",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "x-api-key, content-type",
+            },
+        )  # a browser's preflight carries no key: it is answered all the same
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://example.org"
+        assert "x-api-key" in preflight.headers["access-control-allow-headers"].lower()
+        ok = http.get("/api/v1/info", headers={"Origin": "https://example.org", "X-API-Key": KEY})
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://example.org"
+        denied = http.get("/api/v1/info", headers={"Origin": "https://example.org"})
+        assert denied.status_code == 401  # the browser may read why
+        assert denied.headers["access-control-allow-origin"] == "https://example.org"
+        other = http.get("/api/v1/info", headers={"Origin": "https://evil.example", "X-API-Key": KEY})
+        assert "access-control-allow-origin" not in other.headers
 
 
 def test_config_refuses_bad_safety_options(tmp_path):

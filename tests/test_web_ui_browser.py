@@ -8,15 +8,13 @@ screenshot of what it looked at under tests/artifacts/ (git-ignored).
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from browser import artifact, chromium, open_page, require_chromium
+from live_server import live_server
 
 PROMPT = "a red circle on a blue background"
 DESKTOP = (1280, 800)
@@ -26,31 +24,11 @@ PHONE = (390, 844)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     require_chromium()
-    import uvicorn
-
-    from glassforge.server.app import create_app
-    from glassforge.server.config import ServerConfig
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    app = create_app(
-        ServerConfig(port=port, data_dir=tmp_path_factory.mktemp("web"), device="cpu", precision="fp32")
-    )
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(600):
-        if srv.started or not thread.is_alive():
-            break
-        time.sleep(0.1)
-    assert srv.started, "the server did not start"
-    base = f"http://127.0.0.1:{port}/"
-    with httpx.Client(base_url=base, timeout=300) as http:
-        yield SimpleNamespace(base=base, http=http)
-    srv.should_exit = True
-    thread.join(60)
-    sock.close()
+    with (
+        live_server(tmp_path_factory.mktemp("web")) as srv,
+        httpx.Client(base_url=srv.base + "/", timeout=300) as http,
+    ):
+        yield SimpleNamespace(base=srv.base + "/", http=http)
 
 
 @pytest.fixture(scope="module")
