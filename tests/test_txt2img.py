@@ -119,7 +119,7 @@ def test_a1111_pixel_conversion_truncates():
         ({"steps": 0}, "steps 0 must be at least 1"),
         ({"sampler": "Eulerr"}, "unknown sampler"),
         ({"schedule": "Karras2"}, "unknown schedule"),
-        ({"prompt": "a [cat:dog:0.5]"}, "prompt editing"),
+        ({"prompt": "a cat AND a dog"}, "AND"),
     ],
 )
 def test_bad_parameters_are_one_clear_error(sd1, change, message):
@@ -138,3 +138,69 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["generate", "x", "--model", str(bad), "--steps", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.safetensors" in err[0]
+
+
+def test_prompt_editing_switches_the_conditioning_at_a1111s_step(sd1, tmp_path, capsys, monkeypatch):
+    """``[from:to:when]`` and ``[a|b]``: step i (from 0) uses the first schedule entry whose last step is ≥ i, as
+    A1111's reconstruct_cond_batch does; checked on the conditioning each model call actually receives."""
+    from glassforge.models.text_encoding import encode_prompt
+    from glassforge.sampling.events import SamplerStep
+
+    path, model = sd1
+    steps = 6
+    red, blue = (encode_prompt(model, t).context for t in ("a red circle", "a blue circle"))
+    seen, step = [], [0]
+
+    def on_event(event):
+        if isinstance(event, SamplerStep):
+            step[0] += 1
+
+    import glassforge.txt2img as t2i
+
+    real = t2i.CFGDenoiser.__call__
+
+    def spy(self, x, sigma, **kw):  # records what the guider is given, then guides as before
+        seen.append((step[0], self.cond["context"][0].clone()))
+        return real(self, x, sigma, **kw)
+
+    monkeypatch.setattr(t2i.CFGDenoiser, "__call__", spy)
+    params = Txt2ImgParams(prompt="a [red:blue:0.5] circle", **{**FAST, "steps": steps}, sampler="Euler")
+    result = txt2img(model, params, on_event=on_event)
+    monkeypatch.undo()
+    # when = 0.5 of 6 steps → "red" through step 3 (i ≤ 3), "blue" from step 4
+    for i, context in seen:
+        want = red[0] if i <= 3 else blue[0]
+        assert torch.equal(context, want), i
+    plain = txt2img(model, Txt2ImgParams(prompt="a red circle", **{**FAST, "steps": steps}, sampler="Euler"))
+    assert not np.array_equal(np.asarray(result.images[0]), np.asarray(plain.images[0]))
+    assert result.infotexts[0].startswith("a [red:blue:0.5] circle\n")
+    # generate (the built-in workflow, A1111 convention) gives txt2img's image for the same placed model
+    from glassforge.models.runtime import place_model, resolve_runtime
+
+    placed = place_model(load_model(path), resolve_runtime("cpu", "fp32"))
+    params = Txt2ImgParams(
+        prompt="a [red:blue:0.5] circle", **{**FAST, "steps": steps}, sampler="Euler", seed=5
+    )
+    reference = txt2img(placed, params).images[0]
+    out = tmp_path / "gen"
+    assert main(["generate", params.prompt, "--model", str(path), "--steps", str(steps), "--width", "32",
+                 "--height", "32", "--sampler", "Euler", "--seed", "5", "--precision", "fp32", "--out",
+                 str(out)]) == 0  # fmt: skip
+    (png,) = out.glob("*.png")
+    assert np.array_equal(np.asarray(Image.open(png).convert("RGB")), np.asarray(reference))
+
+
+def test_generate_workflow_equals_txt2img_for_sdxl_with_an_empty_negative(tmp_path):
+    """The workflow path keeps txt2img's A1111 rules that need the whole prompt pair: SDXL's empty negative
+    prompt is all zeros."""
+    from glassforge.models.runtime import place_model, resolve_runtime
+
+    path = fx.write_single_file(fx.build(fx.TINY["sdxl"]), tmp_path / "tiny-sdxl.safetensors")
+    placed = place_model(load_model(path), resolve_runtime("cpu", "fp32"))
+    params = Txt2ImgParams(prompt="a red circle", steps=3, width=32, height=32, sampler="Euler", seed=5)
+    reference = txt2img(placed, params).images[0]
+    out = tmp_path / "gen"
+    assert main(["generate", params.prompt, "--model", str(path), "--steps", "3", "--width", "32", "--height", "32",
+                 "--sampler", "Euler", "--seed", "5", "--precision", "fp32", "--out", str(out)]) == 0  # fmt: skip
+    (png,) = out.glob("*.png")
+    assert np.array_equal(np.asarray(Image.open(png).convert("RGB")), np.asarray(reference))

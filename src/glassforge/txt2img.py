@@ -86,16 +86,29 @@ def validate(params: Txt2ImgParams, default_size: int) -> Txt2ImgParams:
     return replace(params, width=width, height=height, seed=resolve_seed(params.seed))
 
 
-def _single_text(prompt: str, steps: int, negative: bool) -> str:
+def _text_schedule(prompt: str, steps: int, negative: bool) -> tuple[tuple[int, str], ...]:
+    """A1111's prompt-editing schedule: (last step, text) pairs — one pair without ``[from:to:when]`` or
+    ``[a|b]``."""
     parsed = parse_prompt(prompt, steps, negative=negative)
     if len(parsed.subprompts) > 1:
         raise GenerationError(
             "composable prompts ('AND') are not supported yet; remove 'AND' from the prompt"
         )
     (schedule,) = parsed.schedules
-    if len(schedule) > 1:
-        raise GenerationError("prompt editing ('[from:to:when]', '[a|b]') is not supported yet")
-    return schedule[0].text
+    return tuple((s.end_at_step, s.text) for s in schedule)
+
+
+def encode_schedule(
+    model, prompt: str, steps: int, clip_skip: int, negative: bool
+) -> list[tuple[int, Conditioning]]:
+    """Each text of a prompt's editing schedule encoded once: [(last step, Conditioning)]."""
+    encoded: dict[str, Conditioning] = {}
+    out = []
+    for end, text in _text_schedule(prompt, steps, negative):
+        if text not in encoded:
+            encoded[text] = encode_prompt(model, text, clip_skip=clip_skip, is_negative=negative)
+        out.append((end, encoded[text]))
+    return out
 
 
 def _inpainting_concat(model, height: int, width: int) -> Tensor:
@@ -140,6 +153,8 @@ def sample_model(
     denoise: float = 1.0,
     on_event: EventHandler | None = None,
     sampler_options: dict | None = None,
+    cond_schedule: list[tuple[int, Conditioning]] | None = None,
+    uncond_schedule: list[tuple[int, Conditioning]] | None = None,
 ) -> SampleResult:
     """The sampling path every front end shares (txt2img, the workflow's sampler nodes, the servers):
     a model and encoded prompts → guided denoiser → sampler over the σ schedule → latents (model space).
@@ -147,7 +162,9 @@ def sample_model(
     ``convention`` "a1111" or "comfyui" selects whose seed/noise and σ → timestep rules apply
     (see :mod:`glassforge.sampling.run`). ``sigmas``: an explicit schedule (ComfyUI's custom sampling);
     else one is built from ``schedule``, ``steps`` and ``denoise``. ``latent_image``: the starting latent
-    the noise is added to (model space, default zeros).
+    the noise is added to (model space, default zeros). ``cond_schedule``/``uncond_schedule``: A1111's
+    prompt editing, [(last step, Conditioning)]: step i (from 0, counted by the sampler's steps) uses the first
+    entry with i ≤ last step, as A1111's ``reconstruct_cond_batch`` does.
     """
     info, named_schedule = resolve_sampler(sampler)
     if named_schedule is not None and schedule.casefold() == "automatic":
@@ -173,6 +190,12 @@ def sample_model(
         on_event=on_event,
         hooks=patcher.cfg_hooks(),
     )
+    stepper = on_event
+    if cond_schedule or uncond_schedule:
+        stepper = _edit_prompts(guider, on_event, [
+            [(end, _cond_dict(c, batch_size, time_ids, concat)) for end, c in sched or [(steps, default)]]
+            for sched, default in ((cond_schedule, cond), (uncond_schedule, uncond))
+        ])  # fmt: skip
     return sample_sigmas(
         guider,
         sigmas,
@@ -185,13 +208,36 @@ def sample_model(
         eta_noise_seed_delta=eta_noise_seed_delta,
         convention=convention,
         device=device,
-        on_event=on_event,
+        on_event=stepper,
         latent_image=latent_image,
         add_noise=add_noise,
         model_sigma_max=model.schedule.sigma_max,
         schedule=schedule,
         **(sampler_options or {}),
     )
+
+
+def _edit_prompts(guider: CFGDenoiser, on_event: EventHandler | None, schedules: list) -> EventHandler:
+    """Switch the guider's cond/uncond per sampler step (A1111's prompt editing); returns the sampler's listener."""
+    from .sampling.events import SamplerStep
+
+    state = {"step": 0}
+
+    def pick(schedule):
+        return next((d for end, d in schedule if state["step"] <= end), schedule[-1][1])
+
+    def apply() -> None:
+        guider.cond, guider.uncond = pick(schedules[0]), pick(schedules[1])
+
+    def listener(event) -> None:
+        if on_event is not None:
+            on_event(event)
+        if isinstance(event, SamplerStep):
+            state["step"] += 1
+            apply()
+
+    apply()
+    return listener
 
 
 @torch.no_grad()
@@ -214,10 +260,9 @@ def txt2img(
     patcher = unet if unet is not None else UNetPatcher(model.unet)
     if patcher.model is not model.unet:
         raise GenerationError("the UNet patcher holds a different UNet than the model; clone model.unet's")
-    cond = encode_prompt(model, _single_text(p.prompt, p.steps, False), clip_skip=p.clip_skip)
-    uncond = encode_prompt(
-        model, _single_text(p.negative_prompt, p.steps, True), clip_skip=p.clip_skip, is_negative=True
-    )
+    cond_schedule = encode_schedule(model, p.prompt, p.steps, p.clip_skip, negative=False)
+    uncond_schedule = encode_schedule(model, p.negative_prompt, p.steps, p.clip_skip, negative=True)
+    cond, uncond = cond_schedule[0][1], uncond_schedule[0][1]
     if on_event is not None:
         on_event(PromptEncoded(cond, uncond, p.clip_skip))
     images, infotexts, seeds, latents = [], [], [], []
@@ -241,6 +286,8 @@ def txt2img(
             convention=p.convention,
             on_event=on_event,
             sampler_options=p.sampler_options,
+            cond_schedule=cond_schedule if len(cond_schedule) > 1 else None,
+            uncond_schedule=uncond_schedule if len(uncond_schedule) > 1 else None,
         )
         if on_event is not None:
             on_event(Sampled.of(n, result, model.schedule))

@@ -59,6 +59,7 @@ class ConditioningValue:
     encoded: Any  # glassforge.models.text_encoding.Conditioning
     text: str
     clip_skip: int = 1
+    clip: Any = None  # the ClipValue that encoded it: A1111's prompt editing re-encodes per step schedule
 
 
 @dataclass(frozen=True)

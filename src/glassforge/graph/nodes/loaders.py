@@ -73,7 +73,7 @@ def register(reg: NodeRegistry) -> None:
         from ...models.text_encoding import encode_prompt
 
         encoded = encode_prompt(clip.model, text, clip_skip=clip.clip_skip)
-        return (ConditioningValue(encoded, text, clip.clip_skip),)
+        return (ConditioningValue(encoded, text, clip.clip_skip, clip),)
 
     # ComfyUI's FreeU (v1) and FreeU_V2 nodes, with ComfyUI's default factors
     for version, name, label, defaults in ((2, "FreeU_V2", "FreeU V2", (1.3, 1.4, 0.9, 0.2)),

@@ -87,9 +87,33 @@ def _params(model, positive, negative, result, *, steps, cfg, width, height, con
         "clip_skip": positive.clip_skip,
         "convention": convention,
         # A1111 ignores keys it does not know; glassforge reads it back: ComfyUI's noise is not A1111's
-        "extra": {**model.patcher.infotext(), **(extra or {}),
-                  **({"Noise convention": "ComfyUI"} if convention == "comfyui" else {})},  # fmt: skip
+        "extra": {
+            **model.patcher.infotext(),
+            **(extra or {}),
+            **({"Noise convention": "ComfyUI"} if convention == "comfyui" else {}),
+        },
     }
+
+
+def _a1111_schedules(model, positive, negative, steps: int) -> dict:
+    """A1111's prompt handling that needs the step count: prompt editing (``[from:to:when]``, ``[a|b]``)
+    as per-step schedules, and SDXL's all-zero uncond for an empty negative prompt (txt2img's rules)."""
+    from ...txt2img import encode_schedule
+
+    out = {}
+    for key, value, negative_side in (
+        ("cond_schedule", positive, False),
+        ("uncond_schedule", negative, True),
+    ):
+        if value.clip is None:
+            continue
+        schedule = encode_schedule(
+            value.clip.model, value.text, steps, value.clip_skip, negative=negative_side
+        )
+        sdxl_empty = negative_side and model.family == "sdxl" and value.text == ""
+        if len(schedule) > 1 or sdxl_empty:
+            out[key] = schedule
+    return out
 
 
 def run_sampler(ctx, model, positive, negative, latent, *, sampler, cfg, seed, convention="comfyui",
@@ -112,12 +136,13 @@ def run_sampler(ctx, model, positive, negative, latent, *, sampler, cfg, seed, c
         latent = Latent(torch.zeros(b, m.latent_channels, h, w), downscale=factor, empty=True)
     total = steps if sigmas is None else max(len(sigmas) - 1, 0)
     listener, state = _sampling_listener(ctx, total, m.family)
+    schedules = _a1111_schedules(m, positive, negative, total) if convention == "a1111" else {}
     result = sample_model(
         m, model.patcher, positive.encoded, negative.encoded,
         width=w * factor, height=h * factor, batch_size=b, sampler=sampler, schedule=scheduler, steps=steps,
         cfg_scale=cfg, seed=seed, convention=convention, sigmas=sigmas, denoise=denoise,
         latent_image=None if latent.empty else latent.samples, add_noise=add_noise,
-        on_event=listener, **seeds,
+        on_event=listener, **schedules, **seeds,
     )  # fmt: skip
     params = _params(model, positive, negative, result, steps=steps, cfg=cfg, width=w * factor,
                      height=h * factor, convention=convention, extra=extra)  # fmt: skip
