@@ -128,7 +128,40 @@ class Metrics:
                 "# TYPE process_resident_memory_bytes gauge",
                 f"process_resident_memory_bytes {rss}",
             ]
+        device = _device_bytes()
+        if device:
+            lines += [
+                "# HELP glassforge_device_memory_bytes Accelerator memory: allocated by torch, and total.",
+                "# TYPE glassforge_device_memory_bytes gauge",
+                *(
+                    f'glassforge_device_memory_bytes{{device="{d}",kind="{k}"}} {v}'
+                    for (d, k), v in device.items()
+                ),
+            ]
         return "\n".join(lines) + "\n"
+
+
+def _device_bytes() -> dict[tuple[str, str], int]:
+    """CUDA / MPS memory where torch has such a device (nothing on a CPU-only machine)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    out: dict[tuple[str, str], int] = {}
+    if torch is None:
+        return out
+    try:
+        if torch.cuda.is_available():
+            for i in range(torch.cuda.device_count()):
+                free, total = torch.cuda.mem_get_info(i)
+                out[(f"cuda:{i}", "allocated")] = int(torch.cuda.memory_allocated(i))
+                out[(f"cuda:{i}", "free")] = int(free)
+                out[(f"cuda:{i}", "total")] = int(total)
+        mps = getattr(torch, "mps", None)
+        if mps is not None and torch.backends.mps.is_available():
+            out[("mps", "allocated")] = int(mps.current_allocated_memory())
+    except Exception:  # a metrics scrape never fails because of a device query
+        return {}
+    return out
 
 
 def _rss_bytes() -> int | None:
