@@ -86,7 +86,7 @@ def validate(params: Txt2ImgParams, default_size: int) -> Txt2ImgParams:
     return replace(params, width=width, height=height, seed=resolve_seed(params.seed))
 
 
-def _text_schedule(prompt: str, steps: int, negative: bool) -> tuple[tuple[int, str], ...]:
+def text_schedule(prompt: str, steps: int, negative: bool) -> tuple[tuple[int, str], ...]:
     """A1111's prompt-editing schedule: (last step, text) pairs — one pair without ``[from:to:when]`` or
     ``[a|b]``."""
     parsed = parse_prompt(prompt, steps, negative=negative)
@@ -104,7 +104,7 @@ def encode_schedule(
     """Each text of a prompt's editing schedule encoded once: [(last step, Conditioning)]."""
     encoded: dict[str, Conditioning] = {}
     out = []
-    for end, text in _text_schedule(prompt, steps, negative):
+    for end, text in text_schedule(prompt, steps, negative):
         if text not in encoded:
             encoded[text] = encode_prompt(model, text, clip_skip=clip_skip, is_negative=negative)
         out.append((end, encoded[text]))

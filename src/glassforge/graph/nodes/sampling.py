@@ -98,7 +98,7 @@ def _params(model, positive, negative, result, *, steps, cfg, width, height, con
 def _a1111_schedules(model, positive, negative, steps: int) -> dict:
     """A1111's prompt handling that needs the step count: prompt editing (``[from:to:when]``, ``[a|b]``)
     as per-step schedules, and SDXL's all-zero uncond for an empty negative prompt (txt2img's rules)."""
-    from ...txt2img import encode_schedule
+    from ...txt2img import encode_schedule, text_schedule
 
     out = {}
     for key, value, negative_side in (
@@ -107,12 +107,14 @@ def _a1111_schedules(model, positive, negative, steps: int) -> dict:
     ):
         if value.clip is None:
             continue
-        schedule = encode_schedule(
-            value.clip.model, value.text, steps, value.clip_skip, negative=negative_side
-        )
+        # parsing is cheap; the text encoder runs again only where the CLIPTextEncode node's vectors differ
+        # from A1111's (an edited prompt, SDXL's empty negative), so plain prompts keep their cached encoding
+        edited = len(text_schedule(value.text, steps, negative_side)) > 1
         sdxl_empty = negative_side and model.family == "sdxl" and value.text == ""
-        if len(schedule) > 1 or sdxl_empty:
-            out[key] = schedule
+        if edited or sdxl_empty:
+            out[key] = encode_schedule(
+                value.clip.model, value.text, steps, value.clip_skip, negative=negative_side
+            )
     return out
 
 
