@@ -94,49 +94,9 @@ def _cache_file() -> Path:
     return Path.home() / ".glassforge" / "hashes.json"
 
 
-def prepare_generation(args: argparse.Namespace):
-    """From parsed generate options: (Txt2ImgParams, loaded model, model path, UNet patcher, model hash).
-    Names, sizes and counts are checked before the (slow) load."""
-    from .models.freeu import parse_freeu
-    from .models.loader import load_model
-    from .models.locate import find_model, model_folders
-    from .models.patcher import UNetPatcher
-    from .models.runtime import place_model, resolve_runtime
-    from .pngfile import model_hash
-    from .txt2img import validate
-
-    params = _params_from_args(args)
-    validate(params, default_size=512)  # names, sizes and counts are checked before the (slow) load
-    freeu = parse_freeu(args.freeu) if args.freeu is not None else None
-    runtime = resolve_runtime(args.device, args.precision)
-    path = find_model(args.model, model_folders(args.models_dir))
-    started = time.perf_counter()
-    # stored dtype, memory-mapped; place_model converts each weight once (VAE in its own decode dtype)
-    model = place_model(load_model(path, vae=args.vae, prediction=args.prediction), runtime)
-    print(
-        f"model {path.name}: {model.family_info.label}, {model.prediction}-prediction, "
-        f"{runtime.device.type} {runtime.precision} (loaded in {time.perf_counter() - started:.1f}s)",
-        file=sys.stderr,
-    )
-    unet = UNetPatcher(model.unet)
-    if freeu is not None:
-        patch = freeu.resolve(model.family)
-        unet = unet.with_patch(patch.patch())
-        print(
-            f"FreeU v{patch.version}: b1 {patch.b1}, b2 {patch.b2}, s1 {patch.s1}, s2 {patch.s2}",
-            file=sys.stderr,
-        )
-    digest = model_hash(path, _cache_file()) if path.is_file() else None
-    return params, model, path, unet, digest
-
-
-def run_generate(args: argparse.Namespace) -> int:
-    """Runs the built-in text-to-image workflow (glassforge.graph.builtin) with A1111's convention; the
-    model load and prompt encoding are cached across batches."""
-    from .graph.builtin import txt2img_workflow
-    from .graph.env import GraphEnv
-    from .graph.executor import Executor
-    from .graph.nodes import core_nodes
+def load_for_generation(args: argparse.Namespace):
+    """From parsed generate options: (Txt2ImgParams with seed and size resolved, ModelManager, ManagedModel,
+    model path, resolved FreeU or None). Names, sizes and counts are checked before the (slow) load."""
     from .models.freeu import parse_freeu
     from .models.locate import find_model, model_folders
     from .models.manager import ModelManager
@@ -161,7 +121,36 @@ def run_generate(args: argparse.Namespace) -> int:
     )
     size = model.default_size
     params = dataclasses.replace(params, width=args.width or size, height=args.height or size)
-    freeu = freeu.resolve(model.family) if freeu is not None else None
+    if freeu is not None:
+        freeu = freeu.resolve(model.family)
+        print(
+            f"FreeU v{freeu.version}: b1 {freeu.b1}, b2 {freeu.b2}, s1 {freeu.s1}, s2 {freeu.s2}",
+            file=sys.stderr,
+        )
+    return params, manager, managed, path, freeu
+
+
+def prepare_generation(args: argparse.Namespace):
+    """For ``txt2img`` callers (explain): (Txt2ImgParams, loaded model, model path, UNet patcher, model hash)."""
+    from .models.patcher import UNetPatcher
+
+    params, _, managed, path, freeu = load_for_generation(args)
+    unet = UNetPatcher(managed.model.unet)
+    if freeu is not None:
+        unet = unet.with_patch(freeu.patch())
+    return params, managed.model, path, unet, managed.hash
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """Runs the built-in text-to-image workflow (glassforge.graph.builtin) with A1111's convention; the
+    model load and prompt encoding are cached across batches."""
+    from .graph.builtin import txt2img_workflow
+    from .graph.env import GraphEnv
+    from .graph.executor import Executor
+    from .graph.nodes import core_nodes
+
+    started = time.perf_counter()
+    params, manager, _, path, freeu = load_for_generation(args)
     executor = Executor(core_nodes(), GraphEnv(models=manager, output_dir=Path(args.out)))
     progress = _progress(args.steps, args.batch_count)  # a batch steps together
     for n in range(params.batch_count):
