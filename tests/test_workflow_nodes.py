@@ -253,3 +253,18 @@ def test_explain_node_samples_like_ksampler_and_writes_a_report(executor):
     page = Path(entry["report"]).read_text(encoding="utf-8")
     assert PROMPT in page and "トークン化" in page  # the Japanese report
     assert 'src="http' not in page and 'href="http' not in page and "<script src=" not in page
+
+
+def test_latent_upscale_of_a_sampled_latent_keeps_its_vaes_scale(executor):
+    """Hires fix: KSampler → LatentUpscale to 64 px → KSampler at denoise 0.5 → a 64 px image, also for the
+    embedded model's 1/4 VAE (a sampled latent is not at SD's 1/8)."""
+    wf = workflow(steps=3)
+    wf["60"] = {"class_type": "LatentUpscale", "inputs": {"samples": ["3", 0], "upscale_method": "bilinear",
+                                                          "width": 64, "height": 64, "crop": "disabled"}}  # fmt: skip
+    second = {**wf["3"]["inputs"], "latent_image": ["60", 0], "denoise": 0.5}
+    wf["61"] = {"class_type": "KSampler", "inputs": second}
+    wf["8"]["inputs"]["samples"] = ["61", 0]
+    result = executor.run(wf)
+    assert result.status == "success", result.error
+    assert result.values["60"][0].samples.shape[-2:] == (16, 16)
+    assert saved(result)[0].size == (64, 64)

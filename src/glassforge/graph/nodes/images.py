@@ -46,6 +46,11 @@ def _resize(x: torch.Tensor, width: int, height: int, method: str, crop: str) ->
     return F.interpolate(x, size=(height, width), mode=mode, **kwargs, **align)
 
 
+def _target_size(width: int, height: int, h: int, w: int) -> tuple[int, int]:
+    """ComfyUI's rule: a 0 side follows the other one, keeping the aspect ratio of an h × w input."""
+    return width or round(w * height / h), height or round(h * width / w)
+
+
 def to_images(pixels: torch.Tensor):
     """IMAGE [B, H, W, 3] in [0, 1] → PIL images, truncated to 8 bits (ComfyUI's and A1111's rule)."""
     import numpy as np
@@ -138,11 +143,10 @@ def register(reg: NodeRegistry) -> None:
     def latent_upscale(ctx, samples, upscale_method, width, height, crop):
         if width == 0 and height == 0:
             return (samples,)
-        h, w = samples.samples.shape[-2:]
-        width = width or round(w * height / h)
-        height = height or round(h * width / w)
+        width, height = _target_size(width, height, *samples.samples.shape[-2:])
+        d = samples.downscale  # pixels per latent cell of this latent's VAE
         return (
-            samples.with_samples(_resize(samples.samples, width // 8, height // 8, upscale_method, crop)),
+            samples.with_samples(_resize(samples.samples, width // d, height // d, upscale_method, crop)),
         )
 
     @reg.node(NodeSchema("VAEDecode", "VAE Decode", "latent",
@@ -182,9 +186,7 @@ def register(reg: NodeRegistry) -> None:
     def image_scale(ctx, image, upscale_method, width, height, crop):
         if width == 0 and height == 0:
             return (image,)
-        h, w = image.pixels.shape[1:3]
-        width = width or round(w * height / h)
-        height = height or round(h * width / w)
+        width, height = _target_size(width, height, *image.pixels.shape[1:3])
         x = _resize(image.pixels.permute(0, 3, 1, 2), width, height, upscale_method, crop)
         return (ImageValue(x.clamp(0, 1).permute(0, 2, 3, 1), image.params, image.seeds),)
 
